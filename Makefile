@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both build their own environment.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo-output
+
+.PHONY: demo test lint typecheck unit venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU build of torch, pinned so that set-up does not pull several GB of CUDA wheels.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[sample,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/atmorep sample --out $(DEMO)/grib
+	$(BIN)/atmorep prepare "$(DEMO)/grib/*.grib" --store $(DEMO)/sample.zarr
+	$(BIN)/atmorep info $(DEMO)/sample.zarr
+
+lint: $(STAMP)
+	$(BIN)/ruff check atmorep_core atmorep_cli tests benchmarks
+	$(BIN)/ruff format --check atmorep_core atmorep_cli tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy atmorep_core atmorep_cli
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) $(DEMO)

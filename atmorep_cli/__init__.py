@@ -1,0 +1,1 @@
+"""The `atmorep` command line: parse, call the core, render with rich."""

@@ -1,0 +1,3 @@
+from atmorep_cli.main import run
+
+run()

@@ -1,0 +1,59 @@
+"""`atmorep info STORE`: what a training store holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from atmorep_cli.console import out
+from atmorep_core.io.store import Store
+from atmorep_core.io.store_summary import StoreSummary, summarize
+
+
+def command(
+    store: Path = typer.Argument(..., help="A store made by 'atmorep prepare'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Fields, levels, time range, grid, statistics and size of a store."""
+    summary = summarize(Store.open(store))
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+    else:
+        _render(summary)
+
+
+def _render(summary: StoreSummary) -> None:
+    size_mb = summary.size_bytes / 2**20
+    out.print(f"[bold]{summary.path}[/]  format {summary.format_version}, {size_mb:.1f} MiB, "
+              f"{summary.sources} source file(s)")  # fmt: skip
+    out.print(f"grid: {summary.grid_description}")
+    table = Table(title="fields")
+    for column in (
+        "field",
+        "param",
+        "units",
+        "levels",
+        "times",
+        "first",
+        "last",
+        "step h",
+        "months",
+    ):
+        table.add_column(column)
+    stats = Table(title="global statistics per level")
+    for column in ("field", "level", "mean", "std"):
+        stats.add_column(column, justify="right")
+    for f in summary.fields:
+        table.add_row(
+            f.name, f"{f.short_name} ({f.param_id})", f.units,
+            f"{f.level_type} " + ",".join(str(s.level) for s in f.levels), str(f.times),
+            f.first_time or "-", f.last_time or "-",
+            "-" if f.time_step_hours is None else f"{f.time_step_hours:g}", str(len(f.months)),
+        )  # fmt: skip
+        for s in f.levels:
+            stats.add_row(f.name, str(s.level), f"{s.mean:.6g}", f"{s.std:.6g}")
+    out.print(table)
+    out.print(stats)

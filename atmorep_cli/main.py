@@ -1,0 +1,50 @@
+"""Entry point: the Typer app, its commands, and the mapping of user errors to exit codes.
+
+Exit codes: 0 success; 1 unexpected failure; 2 invalid option or recipe; 3 bad input data;
+4 store missing or mismatched; 5 store locked by another run; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from atmorep_cli import info, prepare, sample
+from atmorep_cli.console import err
+from atmorep_core.errors import AtmorepError
+
+app = typer.Typer(
+    name="atmorep",
+    help="AtmoRep: one stochastic model of atmospheric dynamics, many weather products.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("sample")(sample.command)
+app.command("prepare")(prepare.command)
+app.command("info")(info.command)
+
+
+def run() -> None:
+    """Console-script entry: one clear line and a non-zero exit code for every user error."""
+    try:
+        app(standalone_mode=False)
+    except AtmorepError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as click_error:  # click's usage errors carry their own exit code
+        exit_code = getattr(click_error, "exit_code", None)
+        if exit_code is None:
+            raise
+        show = getattr(click_error, "show", None)
+        if callable(show):
+            show()
+        sys.exit(exit_code)

@@ -1,0 +1,83 @@
+"""`atmorep prepare GRIB... --store STORE.zarr`: ingest GRIB files into the training store."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from atmorep_cli.console import out
+from atmorep_cli.progress import progress_bar
+from atmorep_core.data.ingest_plan import MEMBER_MEAN, IngestOptions
+from atmorep_core.data.prepare import prepare
+from atmorep_core.errors import ConfigError, InputDataError
+
+
+def command(
+    inputs: list[str] = typer.Argument(..., help="GRIB files or quoted glob patterns."),
+    store: Path = typer.Option(..., "--store", "-s", help="The zarr store to create or extend."),
+    fields: str | None = typer.Option(
+        None, help="Comma-separated fields to take (names, shortNames or paramIds); default all."
+    ),
+    levels: str | None = typer.Option(None, help="Comma-separated levels to keep, e.g. 96,137."),
+    member: str | None = typer.Option(
+        None, help="Ensemble member number to keep, or 'mean'; default the lowest number."
+    ),
+    resolution: float | None = typer.Option(
+        None, help="Lat-lon spacing in degrees for a new store made from Gaussian-grid input."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON report instead of a table."),
+) -> None:
+    """Ingest ERA5 / IFS GRIB into a training store: incremental, resumable, all or nothing."""
+    paths = _expand(inputs)
+    options = IngestOptions(
+        fields=tuple(fields.split(",")) if fields else None,
+        levels=_levels(levels),
+        member=_member(member),
+        resolution_deg=resolution,
+    )
+    with progress_bar("prepare", quiet=as_json) as progress:
+        reports = prepare(paths, store, options, progress)
+    if as_json:
+        out.print_json(json.dumps([asdict(r) for r in reports]))
+        return
+    table = Table(title=f"prepare -> {store}")
+    for column in ("file", "status", "fields", "first time", "last time", "messages", "s"):
+        table.add_column(column)
+    for r in reports:
+        table.add_row(
+            Path(r.path).name, r.status, ", ".join(r.fields), r.first_time or "",
+            r.last_time or "", str(r.messages), f"{r.seconds:.1f}",
+        )  # fmt: skip
+    out.print(table)
+
+
+def _expand(patterns: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise InputDataError(f"no file matches {pattern!r}")
+        paths.extend(Path(m) for m in matches)
+    return paths
+
+
+def _levels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(level) for level in text.split(","))
+    except ValueError as error:
+        raise ConfigError(f"--levels: expected comma-separated integers, got {text!r}") from error
+
+
+def _member(text: str | None) -> int | str | None:
+    if text is None or text == MEMBER_MEAN:
+        return text
+    if not text.isdigit():
+        raise ConfigError(f"--member: expected a number or 'mean', got {text!r}")
+    return int(text)

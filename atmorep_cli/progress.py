@@ -1,0 +1,29 @@
+"""A rich progress bar that the core's `progress(message, fraction)` callbacks can drive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from atmorep_cli.console import err
+
+
+@contextmanager
+def progress_bar(title: str, quiet: bool = False) -> Iterator[Callable[[str, float], None]]:
+    """Yields a callback taking (what is being done, fraction done in [0, 1])."""
+    if quiet:
+        yield lambda message, fraction: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(title, total=1.0, detail="")
+        yield lambda message, fraction: bar.update(task, completed=fraction, detail=message)

@@ -1,0 +1,1 @@
+"""From files to training data: GRIB ingest, normalisation, sampling, the embedded sample."""

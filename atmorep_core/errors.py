@@ -1,0 +1,31 @@
+"""Errors a user can cause. The CLI maps each type to one line and an exit code."""
+
+
+class AtmorepError(Exception):
+    """Base class of every error the user can cause and fix."""
+
+    exit_code = 1
+
+
+class InputDataError(AtmorepError):
+    """An input file is unreadable, incomplete or inconsistent (corrupt GRIB, NaN, gaps)."""
+
+    exit_code = 3
+
+
+class StoreError(AtmorepError):
+    """The store does not exist, is not a store, or does not match the input (grid, levels)."""
+
+    exit_code = 4
+
+
+class StoreBusyError(AtmorepError):
+    """Another process holds the store's lock."""
+
+    exit_code = 5
+
+
+class ConfigError(AtmorepError):
+    """A recipe or option is invalid; the message names the key."""
+
+    exit_code = 2

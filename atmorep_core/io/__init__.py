@@ -1,0 +1,1 @@
+"""Readers and writers: GRIB (eccodes), NetCDF, and the zarr training store."""

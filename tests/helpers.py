@@ -1,0 +1,102 @@
+"""Shared test helpers: the real GRIB samples beside the project, and store comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import eccodes
+import numpy as np
+import pytest
+import zarr
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(relative: str) -> Path:
+    """A real sample file, or skip the test with the reason when the samples are absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(
+            f"sample data not found: {relative} (expected in ../shared/data beside the project)"
+        )
+    return path
+
+
+def grib_messages(path: Path) -> list[bytes]:
+    """The raw bytes of each message of a GRIB file."""
+    messages = []
+    with open(path, "rb") as stream:
+        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
+            messages.append(eccodes.codes_get_message(handle))
+            eccodes.codes_release(handle)
+    return messages
+
+
+def write_messages(path: Path, messages: list[bytes]) -> Path:
+    path.write_bytes(b"".join(messages))
+    return path
+
+
+def decode_all(path: Path) -> list[dict[str, Any]]:
+    """Every message's keys and values as eccodes decodes them: the reference for store values."""
+    decoded = []
+    with open(path, "rb") as stream:
+        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
+            get = eccodes.codes_get
+            decoded.append(
+                {
+                    "short_name": get(handle, "shortName"),
+                    "level": get(handle, "level"),
+                    "number": get(handle, "number")
+                    if eccodes.codes_is_defined(handle, "number")
+                    else 0,
+                    "date": get(handle, "validityDate"),
+                    "time": get(handle, "validityTime"),
+                    "values": eccodes.codes_get_values(handle).reshape(
+                        get(handle, "Nj"), get(handle, "Ni")
+                    ),
+                }
+            )
+            eccodes.codes_release(handle)
+    return decoded
+
+
+def store_fingerprint(path: Path) -> dict[str, Any]:
+    """Every array's values and shape and every node's attributes, for equality checks."""
+    return _fingerprint(zarr.open_group(str(path), mode="r"), "")
+
+
+def _fingerprint(group: zarr.Group, prefix: str) -> dict[str, Any]:
+    result: dict[str, Any] = {f"{prefix}attrs": json.dumps(dict(group.attrs), sort_keys=True)}
+    for name, array in group.arrays():
+        result[f"{prefix}{name}"] = np.asarray(array[...])
+        result[f"{prefix}{name}.attrs"] = json.dumps(dict(array.attrs), sort_keys=True)
+    for name, sub in group.groups():
+        result |= _fingerprint(sub, f"{prefix}{name}/")
+    return result
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    left, right = store_fingerprint(a), store_fingerprint(b)
+    assert sorted(left) == sorted(right)
+    for key in left:
+        if isinstance(left[key], np.ndarray):
+            np.testing.assert_array_equal(left[key], right[key], err_msg=key)
+        else:
+            assert left[key] == right[key], key
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `atmorep ARGS` in a fresh process, as a user or cron would."""
+    return subprocess.run(
+        [sys.executable, "-m", "atmorep_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )

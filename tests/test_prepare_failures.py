@@ -1,0 +1,176 @@
+"""Bad input and interrupted runs: one clear line, a non-zero exit code, and an intact store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import eccodes
+import pytest
+from filelock import FileLock
+
+from tests.helpers import (
+    assert_same_store,
+    grib_messages,
+    run_cli,
+    shared_file,
+    store_fingerprint,
+    write_messages,
+)
+
+T2M = "era5/era5-t2m-uk-2019-03-01to24.grib"
+
+
+@pytest.fixture(scope="module")
+def t2m_parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The real t2m file cut into pieces: two halves, a file with a gap, an overlap."""
+    folder = tmp_path_factory.mktemp("parts")
+    messages = grib_messages(shared_file(T2M))
+    return {
+        "first": write_messages(folder / "first.grib", messages[:300]),
+        "second": write_messages(folder / "second.grib", messages[300:]),
+        "late": write_messages(folder / "late.grib", messages[310:]),
+        "overlap": write_messages(folder / "overlap.grib", messages[290:]),
+        "holed": write_messages(folder / "holed.grib", messages[:5] + messages[6:48]),
+        "twice": write_messages(folder / "twice.grib", messages[:24] + messages[23:24]),
+    }
+
+
+def _prepared(tmp_path: Path, *files: Path) -> Path:
+    store = tmp_path / "s.zarr"
+    result = run_cli("prepare", *map(str, files), "--store", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    return store
+
+
+def _fails(expected_code: int, *args: str) -> str:
+    result = run_cli(*args)
+    assert result.returncode == expected_code, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+def _no_leftovers(store: Path) -> None:
+    siblings = sorted(p.name for p in store.parent.iterdir() if p.name.startswith(store.name))
+    assert siblings in ([store.name], [store.name, store.name + ".lock"]), siblings
+
+
+def test_corrupted_file_names_it_and_leaves_store_unchanged(
+    tmp_path: Path, t2m_parts: dict[str, Path]
+) -> None:
+    store = _prepared(tmp_path, t2m_parts["first"])
+    before = store_fingerprint(store)
+    bad = shared_file("bad/era5-levels-corrupted.grib")
+    line = _fails(3, "prepare", str(bad), "--store", str(store))
+    assert "era5-levels-corrupted.grib" in line and "corrupted or truncated" in line
+    after = store_fingerprint(store)
+    assert sorted(before) == sorted(after)
+    _no_leftovers(store)
+
+
+def test_corrupted_file_creates_no_store(tmp_path: Path) -> None:
+    bad = shared_file("bad/era5-levels-corrupted.grib")
+    _fails(3, "prepare", str(bad), "--store", str(tmp_path / "new.zarr"))
+    assert not (tmp_path / "new.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("part", "code", "words"),
+    [
+        ("late", 3, "time steps from 2019-03-13T12:00:00 are missing"),
+        ("overlap", 3, "duplicate times"),
+    ],
+)
+def test_appends_must_continue_the_time_axis(
+    tmp_path: Path, t2m_parts: dict[str, Path], part: str, code: int, words: str
+) -> None:
+    store = _prepared(tmp_path, t2m_parts["first"])
+    before = store_fingerprint(store)
+    assert words in _fails(code, "prepare", str(t2m_parts[part]), "--store", str(store))
+    assert_same_fingerprints(before, store_fingerprint(store))
+
+
+def assert_same_fingerprints(a: dict[str, object], b: dict[str, object]) -> None:
+    assert sorted(a) == sorted(b)
+    assert all(str(a[k]) == str(b[k]) for k in a)
+
+
+def test_missing_hours_and_duplicates_inside_a_file(
+    tmp_path: Path, t2m_parts: dict[str, Path]
+) -> None:
+    line = _fails(3, "prepare", str(t2m_parts["holed"]), "--store", str(tmp_path / "a.zarr"))
+    assert "misses time step(s) 2019-03-01T05:00:00" in line
+    line = _fails(3, "prepare", str(t2m_parts["twice"]), "--store", str(tmp_path / "b.zarr"))
+    assert "duplicate t2m level 0 at 2019-03-01T23:00:00" in line
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_grid_mismatch_and_missing_levels(tmp_path: Path, t2m_parts: dict[str, Path]) -> None:
+    store = _prepared(tmp_path, t2m_parts["first"])
+    members = shared_file("era5/era5-levels-members.grib")
+    line = _fails(4, "prepare", str(members), "--store", str(store))
+    assert "does not match the store's grid" in line and "61 x 120" in line
+    line = _fails(
+        3, "prepare", str(members), "--store", str(tmp_path / "x.zarr"), "--levels", "500,700"
+    )
+    assert "lacks level(s) 700" in line
+
+
+def test_missing_values_and_unknown_parameters(tmp_path: Path) -> None:
+    precip = shared_file("precip/cosmo-d2-tp-20201031T12-step0-12.grib2")
+    line = _fails(3, "prepare", str(precip), "--store", str(tmp_path / "p.zarr"))
+    assert "23823 missing values" in line
+    message = grib_messages(shared_file(T2M))[0]
+    handle = eccodes.codes_new_from_message(message)
+    eccodes.codes_set(handle, "paramId", 3)  # potential temperature: not in the catalogue
+    unknown = write_messages(tmp_path / "unknown.grib", [eccodes.codes_get_message(handle)])
+    eccodes.codes_release(handle)
+    line = _fails(3, "prepare", str(unknown), "--store", str(tmp_path / "u.zarr"))
+    assert "unknown parameter" in line and "paramId 3" in line
+    assert "no such file" in _fails(3, "prepare", str(tmp_path / "nope.grib"), "--store", "x.zarr")
+
+
+def test_a_locked_store_is_refused(tmp_path: Path, t2m_parts: dict[str, Path]) -> None:
+    store = tmp_path / "s.zarr"
+    with FileLock(str(tmp_path / "s.zarr.lock")):
+        line = _fails(5, "prepare", str(t2m_parts["first"]), "--store", str(store))
+    assert "another atmorep run" in line and not store.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault_point", [1, 2, 3, 4, 5])
+def test_killed_ingest_resumes_to_the_same_store(
+    tmp_path: Path, t2m_parts: dict[str, Path], fault_point: int
+) -> None:
+    """Fault points: 1-3 inside the first file's ingest (new store), 4-5 inside the second's."""
+    first, second = str(t2m_parts["first"]), str(t2m_parts["second"])
+    reference = _prepared(tmp_path / "ref", t2m_parts["first"], t2m_parts["second"])
+    store = tmp_path / "killed.zarr"
+    killed = run_cli(
+        "prepare", first, second, "--store", str(store),
+        env={"ATMOREP_TEST_KILL_AT_FAULT_POINT": str(fault_point)},
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert store.with_name("killed.zarr.journal").exists()
+    resumed = run_cli("prepare", first, second, "--store", str(store), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    statuses = [r["status"] for r in json.loads(resumed.stdout)]
+    assert statuses == (["ingested", "ingested"] if fault_point <= 3 else ["skipped", "ingested"])
+    assert_same_store(reference, store)
+    _no_leftovers(store)
+
+
+def test_info_reports_the_store(tmp_path: Path, t2m_parts: dict[str, Path]) -> None:
+    store = _prepared(tmp_path, t2m_parts["first"], t2m_parts["second"])
+    result = run_cli("info", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    (field,) = summary["fields"]
+    assert field["name"] == "t2m" and field["times"] == 576 and field["time_step_hours"] == 1.0
+    assert field["first_time"] == "2019-03-01T00:00:00" and field["months"] == [201903]
+    assert summary["sources"] == 2 and summary["grid"]["nlat"] == 33
+    assert 270 < field["levels"][0]["mean"] < 290 and summary["size_bytes"] > 0
+    table = run_cli("info", str(store), env={"COLUMNS": "200"})
+    assert table.returncode == 0 and "t2m" in table.stdout and "2019-03-24T23:00:00" in table.stdout
+    assert "not an atmorep store" in _fails(4, "info", str(tmp_path))
