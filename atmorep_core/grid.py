@@ -36,6 +36,14 @@ class LatLonGrid:
         return self.lon_first + self.lon_step * np.arange(self.nlon)
 
     @property
+    def lat_last(self) -> float:
+        return self.lat_first + self.lat_step * (self.nlat - 1)
+
+    @property
+    def lon_last(self) -> float:
+        return self.lon_first + self.lon_step * (self.nlon - 1)
+
+    @property
     def shape(self) -> tuple[int, int]:
         return (self.nlat, self.nlon)
 
@@ -81,9 +89,12 @@ class LatLonGrid:
     @classmethod
     def global_grid(cls, resolution_deg: float) -> LatLonGrid:
         """Global grid from 90 N to 90 S and from 0 E, poles included (ERA5's layout)."""
-        nlat = round(180.0 / resolution_deg) + 1
-        nlon = round(360.0 / resolution_deg)
-        return cls(90.0, -resolution_deg, nlat, 0.0, resolution_deg, nlon)
+        per_quadrant = round(90.0 / resolution_deg)
+        if per_quadrant < 1 or abs(per_quadrant * resolution_deg - 90.0) > 1e-9:
+            raise ValueError(f"resolution {resolution_deg} deg does not divide 90 deg evenly")
+        return cls(
+            90.0, -resolution_deg, 2 * per_quadrant + 1, 0.0, resolution_deg, 4 * per_quadrant
+        )
 
 
 _GRID_KEYS = ("lat_first", "lat_step", "nlat", "lon_first", "lon_step", "nlon")

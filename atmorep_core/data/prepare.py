@@ -13,7 +13,9 @@ import shutil
 import signal
 import time as clock
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from atmorep_core.data.ingest_plan import FieldPlan, FilePlan, IngestOptions, plan_file
-from atmorep_core.data.normalize import Moments
+from atmorep_core.data.normalize import Moments, RunningMoments, pool_grid_points
 from atmorep_core.errors import InputDataError, StoreBusyError, StoreError
 from atmorep_core.grid import GaussianGrid, GaussianToLatLon, LatLonGrid
 from atmorep_core.io import grib_read
@@ -241,21 +243,29 @@ def _ingest_field(
     stop = start + len(plan.times)
     _extend_time_axis(arrays, plan, start, stop)
     data = arrays.fast("data")
-    moments_global = Moments(0.0, np.zeros(len(plan.levels)), np.zeros(len(plan.levels)))
-    moments_local: dict[int, Moments] = {}
+    monthly: dict[int, RunningMoments] = {}
     shards_per_block = max(1, _BLOCK_BYTES // (SHARD[0] * _bytes_per_step(arrays)))
     block_rows = SHARD[0] * shards_per_block
-    for block_start in range(start, stop, block_rows):
-        block_stop = min(stop, (block_start // block_rows + 1) * block_rows)
-        rows = slice(block_start - start, block_stop - start)
-        block = _decode_block(plan, rows, regrid)  # (time, level, lat, lon)
-        data[block_start:block_stop].write(block).result()
-        moments_global = moments_global.merge(Moments.of(block, axis=(0, 2, 3)))
-        _accumulate_monthly(moments_local, plan.times[rows], block)
-        done += (block_stop - block_start) * len(plan.levels) * len(plan.messages[0][0])
-        progress(f"{name} {plan.times[rows][-1]}", done / total)
-        _fault_point()
-    _merge_statistics(arrays, moments_global, moments_local)
+    # A pipeline on two cores: while this thread decodes the next block with eccodes, a helper
+    # thread updates the statistics of the last one and tensorstore compresses and writes it.
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        in_flight: Future[None] | None = None
+        for block_start in range(start, stop, block_rows):
+            block_stop = min(stop, (block_start // block_rows + 1) * block_rows)
+            rows = slice(block_start - start, block_stop - start)
+            block = _decode_block(plan, rows, regrid)  # (time, level, lat, lon)
+            if in_flight is not None:
+                in_flight.result()
+            written = data[block_start:block_stop].write(block)
+            times = plan.times[rows]
+            in_flight = helper.submit(_accumulate_monthly, monthly, times, block, written)
+            done += (block_stop - block_start) * len(plan.levels) * len(plan.messages[0][0])
+            progress(f"{name} {plan.times[rows][-1]}", done / total)
+        if in_flight is not None:
+            in_flight.result()
+    _fault_point()
+    moments_local = {month: sums.moments() for month, sums in monthly.items()}
+    _merge_statistics(arrays, moments_local)
     _fault_point()
     return done
 
@@ -278,37 +288,35 @@ def _extend_time_axis(arrays: FieldArrays, plan: FieldPlan, start: int, stop: in
 
 def _decode_block(plan: FieldPlan, rows: slice, regrid: GaussianToLatLon | None) -> np.ndarray:
     cells = [cell for row in plan.messages[rows] for cell in row]
-    headers = [h for cell in cells for h in cell]
-    decoded = iter(grib_read.decode(headers))
-    fields_out = []
-    for cell in cells:
+    decoded = grib_read.decode([h for cell in cells for h in cell])
+    first = cells[0][0]
+    shape = regrid.target.shape if regrid else first.grid.shape
+    block = np.empty((len(cells), *shape), dtype=np.float32)
+    for i, cell in enumerate(cells):
         members = [next(decoded) for _ in cell]
         values = members[0] if len(members) == 1 else np.mean(members, axis=0, dtype=np.float64)
-        values = np.asarray(values)
-        fields_out.append(regrid(values) if regrid else values)
-    block = np.asarray(fields_out, dtype=np.float32)
-    n_times = len(plan.messages[rows])
-    block = block.reshape(n_times, len(plan.levels), *block.shape[1:])
+        block[i] = regrid(np.asarray(values)) if regrid else values
     if not np.isfinite(block).all():
-        bad_time = plan.times[rows][np.flatnonzero(~np.isfinite(block).all(axis=(1, 2, 3)))[0]]
+        bad = int(np.flatnonzero(~np.isfinite(block).reshape(len(cells), -1).all(axis=1))[0])
         raise InputDataError(
-            f"{cells[0][0].path.name}: field {plan.field.name} has NaN or infinite values "
-            f"at {bad_time}"
+            f"{first.path.name}: field {plan.field.name} has NaN or infinite values at "
+            f"{plan.times[rows][bad // len(plan.levels)]}"
         )
-    return block
+    return block.reshape(len(plan.messages[rows]), len(plan.levels), *shape)
 
 
-def _accumulate_monthly(moments: dict[int, Moments], times: np.ndarray, block: np.ndarray) -> None:
+def _accumulate_monthly(
+    monthly: dict[int, RunningMoments], times: np.ndarray, block: np.ndarray, written: Any
+) -> None:
     months = _yyyymm(times)
     for month in np.unique(months):
-        part = Moments.of(block[months == month], axis=0)
-        moments[int(month)] = moments.get(int(month), Moments(0.0, 0.0 * part.mean, 0.0 * part.m2))
-        moments[int(month)] = moments[int(month)].merge(part)
+        steps = block[months == month]
+        monthly.setdefault(int(month), RunningMoments(steps[0])).add(steps)
+    written.result()
 
 
-def _merge_statistics(
-    arrays: FieldArrays, moments_global: Moments, moments_local: dict[int, Moments]
-) -> None:
+def _merge_statistics(arrays: FieldArrays, moments_local: dict[int, Moments]) -> None:
+    moments_global = reduce(Moments.merge, map(pool_grid_points, moments_local.values()))
     previous = Moments(
         float(arrays.read("stats/global_count")[0]),
         arrays.read("stats/global_mean"),
@@ -331,8 +339,8 @@ def _merge_statistics(
                 array.resize((row + 1, *array.shape[1:]))
             arrays.array("stats/month")[row] = month
         arrays.array("stats/local_count")[row] = moments.count
-        arrays.array("stats/local_mean")[row] = moments.mean
-        arrays.array("stats/local_m2")[row] = moments.m2
+        arrays.fast("stats/local_mean")[row].write(moments.mean).result()
+        arrays.fast("stats/local_m2")[row].write(moments.m2).result()
 
 
 _MONTHLY_ARRAYS = ("month", "local_count", "local_mean", "local_m2")
@@ -341,8 +349,8 @@ _MONTHLY_ARRAYS = ("month", "local_count", "local_mean", "local_m2")
 def _local_row(arrays: FieldArrays, row: int) -> Moments:
     return Moments(
         float(arrays.read("stats/local_count")[row]),
-        np.asarray(arrays.array("stats/local_mean")[row]),
-        np.asarray(arrays.array("stats/local_m2")[row]),
+        arrays.fast("stats/local_mean")[row].read().result(),
+        arrays.fast("stats/local_m2")[row].read().result(),
     )
 
 

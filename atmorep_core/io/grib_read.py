@@ -1,11 +1,11 @@
 """Reading GRIB1 / GRIB2 with eccodes: a header scan, then the values of chosen messages.
 
-A whole file is scanned and checked before anything is written. Files up to `KEEP_VALUES_BYTES`
-are decoded during that scan and their values kept (as float32, the store's precision), since
-opening a message costs as much as decoding a small one; larger files are decoded later, message by
-message, by seeking to each message's offset. Parameter and grid identities are looked up once per
-distinct raw key combination: eccodes' concept lookups (paramId, shortName) cost more than the
-decoding of a small field.
+A whole file is scanned and checked before anything is written. Small fields in files up to
+`KEEP_VALUES_BYTES` are decoded during that scan and kept (as float32, the store's precision),
+since opening a message costs as much as decoding a small field; large fields are decoded later,
+message by message, by seeking to each message's offset, overlapping with the writes.
+Parameter and grid identities are looked up once per distinct raw key combination: eccodes'
+concept lookups (paramId, shortName) cost more than the decoding of a small field.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from atmorep_core.grid import GaussianGrid, LatLonGrid, gaussian_latitudes
 
 SUPPORTED_GRIDS = ("regular_ll", "regular_gg")
 KEEP_VALUES_BYTES = 256 * 2**20
+SMALL_FIELD_POINTS = 100_000  # above this, decoding dominates the cost of opening a message
 # Level types whose parameter identity does not depend on the level value (GRIB1, GRIB2 codes).
 _LEVEL_FREE_TYPES = {(1, 109), (1, 100), (2, 105), (2, 100)}
 
@@ -166,7 +167,7 @@ def _header(
     member = get(handle, "number") if eccodes.codes_is_defined(handle, "number") else 0
     grid = lookups.grid(handle, where)
     values = None
-    if keep_values:
+    if keep_values and grid.shape[0] * grid.shape[1] < SMALL_FIELD_POINTS:
         values = eccodes.codes_get_values(handle).astype(np.float32).reshape(grid.shape)
     return MessageHeader(
         path=path,

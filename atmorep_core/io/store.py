@@ -118,8 +118,8 @@ class FieldArrays:
             raise StoreError(f"field {self.name}: no statistics for month {yyyymm}")
         row = int(where[0])
         count = float(self.read("stats/local_count")[row])
-        mean = np.asarray(self.array("stats/local_mean")[row])
-        m2 = np.asarray(self.array("stats/local_m2")[row])
+        mean = self.fast("stats/local_mean")[row].read().result()
+        m2 = self.fast("stats/local_m2")[row].read().result()
         return mean, np.sqrt(m2 / max(count, 1.0))
 
 
@@ -202,17 +202,24 @@ class Store:
             stats.create_array(name, data=np.zeros(nlev), dimension_names=["level"])
         stats.create_array("month", shape=(0,), dtype="int32", chunks=(1024,), fill_value=0)
         stats.create_array("local_count", shape=(0,), dtype="float64", chunks=(1024,))
+        # A month's statistics are one shard of small chunks: the sampler reads just the window.
+        month_shard = (1, nlev, _round_up(nlat, INNER_CHUNK[2]), _round_up(nlon, INNER_CHUNK[3]))
         for name in ("local_mean", "local_m2"):
             stats.create_array(
                 name,
                 shape=(0, nlev, nlat, nlon),
                 dtype="float64",
-                chunks=(1, nlev, nlat, nlon),
+                chunks=(1, 1, *INNER_CHUNK[2:]),
+                shards=month_shard,
                 compressors=_COMPRESSOR,
                 fill_value=0.0,
                 dimension_names=["month", "level", "lat", "lon"],
             )
         return FieldArrays(group, self.path / meta.name)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def open_fast(array_path: Path) -> ts.TensorStore:
