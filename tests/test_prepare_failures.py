@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import eccodes
+import numpy as np
 import pytest
 from filelock import FileLock
 
@@ -174,3 +175,22 @@ def test_info_reports_the_store(tmp_path: Path, t2m_parts: dict[str, Path]) -> N
     table = run_cli("info", str(store), env={"COLUMNS": "200"})
     assert table.returncode == 0 and "t2m" in table.stdout and "2019-03-24T23:00:00" in table.stdout
     assert "not an atmorep store" in _fails(4, "info", str(tmp_path))
+
+
+def test_nan_values_are_refused_and_no_store_is_left(tmp_path: Path) -> None:
+    messages = []
+    for index, message in enumerate(grib_messages(shared_file(T2M))[:3]):
+        handle = eccodes.codes_new_from_message(message)
+        eccodes.codes_set(handle, "edition", 2)
+        eccodes.codes_set(handle, "packingType", "grid_ieee")  # IEEE floats can carry a NaN
+        if index == 1:
+            values = eccodes.codes_get_values(handle)
+            values[100] = np.nan
+            eccodes.codes_set_values(handle, values)
+        messages.append(eccodes.codes_get_message(handle))
+        eccodes.codes_release(handle)
+    nan_file = write_messages(tmp_path / "nan.grib", messages)
+    store = tmp_path / "s.zarr"
+    line = _fails(3, "prepare", str(nan_file), "--store", str(store))
+    assert "NaN or infinite values at 2019-03-01T01:00:00" in line
+    assert not store.exists() and not store.with_name("s.zarr.journal").exists()

@@ -21,7 +21,7 @@ from zarr.storage import LocalStore
 
 from atmorep_core.data.normalize import MIN_STD
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.store import FieldArrays
+from atmorep_core.io.store import FieldArrays, tensorstore_spec
 
 Extent = tuple[int, int, int]  # points in (time, lat, lon)
 # The alpha vector of a token, in this order (documented in the sampler module).
@@ -156,8 +156,7 @@ class TensorstoreReader:
         location = array.store_path
         if not isinstance(location.store, LocalStore):
             raise ValueError("tensorstore reads only stores on a local file system")
-        path = Path(location.store.root) / location.path
-        self.spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+        self.spec = tensorstore_spec(Path(location.store.root) / location.path)
         self._opened: tuple[int, Any] | None = None
 
     def _array(self) -> Any:

@@ -222,9 +222,13 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def tensorstore_spec(array_path: Path) -> dict[str, Any]:
+    """How tensorstore opens one array of a store on the local file system."""
+    return {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(array_path)}}
+
+
 def open_fast(array_path: Path) -> ts.TensorStore:
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(array_path)}}
-    return ts.open(spec, open=True).result()
+    return ts.open(tensorstore_spec(array_path), open=True).result()
 
 
 def seconds_since_epoch(times: np.ndarray) -> np.ndarray:
