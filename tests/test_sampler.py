@@ -389,3 +389,19 @@ except RuntimeError as error:
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300
     )
     assert "refused: True" in result.stdout, result.stderr
+
+
+def test_a_time_window_keeps_neighbourhoods_inside(store_path: Path) -> None:
+    full = NeighbourhoodSampler(Store.open(store_path), two_fields())
+    first, last = full.times[10], full.times[40]
+    inside = NeighbourhoodSampler(Store.open(store_path), two_fields(), window=(first, last))
+    length = inside.extent[0]
+    assert len(inside.starts) > 0
+    for start in inside.starts:
+        assert inside.times[start] >= first and inside.times[start + length - 1] <= last
+    expected = [
+        s for s in full.starts if full.times[s] >= first and full.times[s + length - 1] <= last
+    ]
+    assert inside.starts.tolist() == expected
+    with pytest.raises(ConfigError, match="between"):
+        NeighbourhoodSampler(Store.open(store_path), two_fields(), window=(first, first))

@@ -157,7 +157,14 @@ def _check_months(arrays: FieldArrays, key: str) -> None:
 class NeighbourhoodSampler:
     """Reads normalised, tokenized neighbourhoods of the configured fields from a store."""
 
-    def __init__(self, store: Store, config: SamplerConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: SamplerConfig,
+        window: tuple[np.datetime64, np.datetime64] | None = None,
+    ) -> None:
+        """`window`: first and last time (inclusive) a neighbourhood may hold, e.g. to keep
+        training and validation data apart; None: all times."""
         self.config, self.grid = config, store.grid
         self.extent = config.fields[0].extent
         self._sources = [
@@ -170,14 +177,25 @@ class NeighbourhoodSampler:
             raise ConfigError(f"fields[0].token_count: neighbourhood {error}") from None
         self.time_axis = TimeAxis.intersect([s.times for s in self._sources])
         self.starts = self.time_axis.window_starts(self.extent[0])
+        if window is not None:
+            self.starts = self._inside(self.starts, window)
         if len(self.starts) == 0:
             raise ConfigError(
                 f"fields[0].token_count: no window of {self.extent[0]} consecutive time steps "
                 f"fits the {len(self.time_axis.times)} times all fields share"
+                + ("" if window is None else f" between {window[0]} and {window[1]}")
             )
         # Monte Carlo sampling picks a month first, then a start inside it.
         start_months = months_of(self.time_axis.times[self.starts])
         self.months, self._month_of_start = np.unique(start_months, return_inverse=True)
+
+    def _inside(
+        self, starts: np.ndarray, window: tuple[np.datetime64, np.datetime64]
+    ) -> np.ndarray:
+        first, last = np.asarray(window, dtype="datetime64[s]")
+        times = self.time_axis.times
+        ends = times[starts + self.extent[0] - 1]
+        return starts[(times[starts] >= first) & (ends <= last)]
 
     @property
     def times(self) -> np.ndarray:

@@ -1,0 +1,148 @@
+"""Self-describing checkpoints: weights in safetensors, everything else in JSON.
+
+A checkpoint is a folder `step-00001234/` inside a run folder:
+
+    model.safetensors       the model's state dict
+    optimizer.safetensors   the optimizer's tensors (moments, step counts), flattened by name
+    rng.safetensors         torch's CPU (and CUDA) generator states
+    state.json              step, resolved config, normalisation, data window, optimizer
+                            hyper-parameters, scheduler state, numpy's generator state
+
+It is written under a temporary name and renamed, then `latest` (a text file naming the newest
+folder) is replaced atomically, so a run killed while saving keeps its previous checkpoint.
+Loading reads only safetensors and JSON: it never unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from atmorep_core.errors import ConfigError
+
+FORMAT_VERSION = 1
+LATEST = "latest"
+
+
+@dataclass
+class Checkpoint:
+    """All a run needs to continue exactly, or a product needs to apply the model."""
+
+    step: int
+    model: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    normalisation: dict[str, Any] = field(default_factory=dict)
+    data_window: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, Any] | None = None  # torch.optim.Optimizer.state_dict()
+    scheduler: dict[str, Any] | None = None  # an LR scheduler's state_dict (plain numbers)
+    torch_rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    numpy_rng: dict[str, Any] | None = None  # numpy Generator.bit_generator.state
+
+
+def step_folder(run: Path, step: int) -> Path:
+    return run / f"step-{step:08d}"
+
+
+def save(run: Path, checkpoint: Checkpoint) -> Path:
+    """Write the checkpoint into the run folder and point `latest` at it."""
+    final = step_folder(run, checkpoint.step)
+    building = final.with_name(final.name + ".tmp")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    save_file(_contiguous(checkpoint.model), str(building / "model.safetensors"))
+    optimizer_tensors, optimizer_rest = _split_optimizer(checkpoint.optimizer)
+    save_file(optimizer_tensors, str(building / "optimizer.safetensors"))
+    save_file(_contiguous(checkpoint.torch_rng), str(building / "rng.safetensors"))
+    state = {
+        "format_version": FORMAT_VERSION,
+        "step": checkpoint.step,
+        "config": checkpoint.config,
+        "normalisation": checkpoint.normalisation,
+        "data_window": checkpoint.data_window,
+        "optimizer": optimizer_rest,
+        "scheduler": checkpoint.scheduler,
+        "numpy_rng": checkpoint.numpy_rng,
+    }
+    (building / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(building, final)
+    _write_atomically(run / LATEST, final.name)
+    return final
+
+
+def load(path: Path) -> Checkpoint:
+    """A checkpoint from its folder, or from a run folder (its `latest`)."""
+    folder = latest(path) if (path / LATEST).exists() else path
+    if not (folder / "state.json").exists():
+        raise ConfigError(f"{path}: not a checkpoint or run folder (no state.json, no latest)")
+    state = json.loads((folder / "state.json").read_text())
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{folder}: checkpoint format {state.get('format_version')}")
+    optimizer_tensors = load_file(str(folder / "optimizer.safetensors"))
+    return Checkpoint(
+        step=int(state["step"]),
+        model=load_file(str(folder / "model.safetensors")),
+        config=state["config"],
+        normalisation=state["normalisation"],
+        data_window=state["data_window"],
+        optimizer=_join_optimizer(optimizer_tensors, state["optimizer"]),
+        scheduler=state["scheduler"],
+        torch_rng=load_file(str(folder / "rng.safetensors")),
+        numpy_rng=state["numpy_rng"],
+    )
+
+
+def latest(run: Path) -> Path:
+    """The newest complete checkpoint folder of a run."""
+    pointer = run / LATEST
+    if not pointer.exists():
+        raise ConfigError(f"{run}: no checkpoint yet (no '{LATEST}' file)")
+    return run / pointer.read_text().strip()
+
+
+def _split_optimizer(
+    state: dict[str, Any] | None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Tensors of torch's optimizer state dict keyed "state/<param>/<name>", the rest as JSON."""
+    if state is None:
+        return {}, None
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state/{param}/{name}"] = value.detach().contiguous()
+            else:
+                scalars.setdefault(str(param), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer(
+    tensors: dict[str, torch.Tensor], rest: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    if rest is None:
+        return None
+    state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        _, param, name = key.split("/", 2)
+        state.setdefault(int(param), {})[name] = tensor
+    for param, values in rest["scalars"].items():
+        state.setdefault(int(param), {}).update(values)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: t.detach().contiguous() for name, t in tensors.items()}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
