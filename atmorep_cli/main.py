@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from atmorep_cli import info, prepare, sample
+from atmorep_cli import info, model, prepare, sample, train
 from atmorep_cli.console import err
 from atmorep_core.errors import AtmorepError
 
@@ -24,6 +24,8 @@ app = typer.Typer(
 app.command("sample")(sample.command)
 app.command("prepare")(prepare.command)
 app.command("info")(info.command)
+app.command("model")(model.command)
+app.command("train")(train.command)
 
 
 def run() -> None:

@@ -1,0 +1,104 @@
+"""Attention whose heads are split between a field's own tokens and other sources, and the
+pre-norm block built on it.
+
+As in AtmoRep's multiformer, a layer does not add a second attention for cross-attention: some
+of its heads take keys and values from the field itself, the others from another source (another
+field's encoding, or the field's encoder output in the decoder). Queries and the output
+projection are shared, so a layer keeps about 4 D^2 attention + 4 D^2 MLP parameters (MLP ratio
+2) however many fields it couples, and a source of another width is projected from its own width
+straight to its heads' keys and values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Sources = Mapping[str, tuple[int, int]]  # source name -> (its width, heads attending to it)
+
+
+class SplitHeadAttention(nn.Module):
+    """Multi-head attention of (B, N, D) queries over themselves and named sources."""
+
+    def __init__(
+        self, width: int, heads: int, sources: Sources, dropout: float, qk_norm: bool
+    ) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.dropout = heads, width // heads, dropout
+        self.self_heads = heads - sum(h for _, h in sources.values())
+        assert self.self_heads >= 1, "every layer keeps at least one self-attention head"
+        self.query = nn.Linear(width, width)
+        self.kv_self = nn.Linear(width, 2 * self.self_heads * self.head_dim)
+        self.kv = nn.ModuleDict(
+            {name: nn.Linear(w, 2 * h * self.head_dim) for name, (w, h) in sources.items()}
+        )
+        self.out = nn.Linear(width, width)
+        self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        b, n, d = x.shape
+        q = self.q_norm(self.query(x).view(b, n, self.heads, self.head_dim).transpose(1, 2))
+        groups = [self._keys_values(self.kv_self, x)]  # [(B, h, N_s, dh) x 2] per group
+        groups += [self._keys_values(self.kv[name], sources[name]) for name in self.kv]
+        outputs, first = [], 0
+        p = self.dropout if self.training else 0.0
+        for k, v in groups:
+            heads = slice(first, first + k.shape[1])
+            outputs.append(F.scaled_dot_product_attention(q[:, heads], k, v, dropout_p=p))
+            first = heads.stop
+        y = torch.cat(outputs, dim=1)  # (B, H, N, dh)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
+
+    def _keys_values(
+        self, project: nn.Module, source: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n, _ = source.shape
+        kv = project(source).view(b, n, 2, -1, self.head_dim)  # (B, N_s, 2, h, dh)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N_s, dh)
+        return self.k_norm(k), v
+
+
+class Mlp(nn.Module):
+    """Two linear maps with a GELU between: D -> ratio * D -> D."""
+
+    def __init__(self, width: int, ratio: float, dropout: float) -> None:
+        super().__init__()
+        hidden = round(width * ratio)
+        self.net = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """Pre-norm split-head attention then MLP, each on a residual branch (encoder and decoder)."""
+
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        sources: Sources,
+        mlp_ratio: float,
+        dropout: float,
+        qk_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.source_norms = nn.ModuleDict(
+            {name: nn.LayerNorm(w) for name, (w, _) in sources.items()}
+        )
+        self.attention = SplitHeadAttention(width, heads, sources, dropout, qk_norm)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = Mlp(width, mlp_ratio, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        normed = {name: norm(sources[name]) for name, norm in self.source_norms.items()}
+        x = x + self.drop(self.attention(self.norm(x), normed))  # (B, N, D)
+        return x + self.drop(self.mlp(self.mlp_norm(x)))  # (B, N, D)

@@ -1,0 +1,180 @@
+"""The multiformer's configuration, validated at the edge: a typo is rejected by its dotted key.
+
+A recipe is one YAML file. Its `model:` section is typed here; `data:` and `training:` are kept
+as plain mappings until the issues that own them type them (the trainer reads `training:`).
+A field entry uses the sampler's keys for what the two share (name, levels, token_count,
+token_size, normalisation), so `ModelConfig.sampler_section()` feeds the sampler directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from atmorep_core.errors import ConfigError
+
+_LEADING_KEY = re.compile(r"^([a-z_][a-z_0-9.]*): ")
+_Config = TypeVar("_Config", bound=BaseModel)
+
+SAMPLER_KEYS = ("name", "levels", "token_count", "token_size", "normalisation")
+
+
+class FieldModelConfig(BaseModel):
+    """One field of the multiformer: its tokens and its own encoder, decoder and tail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Field name, as in the store and the sampler (letters, digits, underscores)."""
+    levels: tuple[int, ...] = Field(min_length=1)
+    """Vertical levels; one level is one stack of tokens."""
+    token_count: tuple[PositiveInt, PositiveInt, PositiveInt] = (12, 6, 12)
+    """Tokens per level in (time, lat, lon); no positional table, so any count runs."""
+    token_size: tuple[PositiveInt, PositiveInt, PositiveInt] = (3, 9, 9)
+    """Grid points per token in (time, lat, lon); fixes the embedding and tail widths."""
+    normalisation: Literal["local", "global"] = "local"
+    """Passed to the sampler: per grid point and month (local) or per level (global)."""
+    embed_dim: PositiveInt = 2048
+    """Width D of this field's latent space."""
+    num_heads: PositiveInt = 16
+    """Attention heads per layer; D must be a multiple of it."""
+    encoder_layers: PositiveInt = 10
+    """Encoder depth."""
+    decoder_layers: PositiveInt = 10
+    """Decoder depth."""
+    mlp_ratio: float = Field(default=2.0, gt=0)
+    """MLP hidden width as a multiple of D (the seed: 2)."""
+    tail_heads: PositiveInt = 16
+    """Ensemble members E: one tail head each."""
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    """Dropout on attention weights and residual branches while training."""
+    qk_norm: bool = False
+    """RMS-normalise queries and keys per head (steadier attention logits at large width)."""
+    coupling_heads: PositiveInt = 1
+    """Encoder heads given to each field this one cross-attends to (the rest attend to itself)."""
+    decoder_cross_heads: PositiveInt | None = None
+    """Decoder heads that attend to the encoder output; None: half of num_heads."""
+    couples_with: tuple[str, ...] | None = None
+    """Fields this one cross-attends to in its encoder; None: every other field, []: none."""
+
+    @property
+    def token_points(self) -> int:
+        """P: grid points per token."""
+        t, y, x = self.token_size
+        return t * y * x
+
+    @property
+    def encoder_heads_in_decoder(self) -> int:
+        """Decoder heads that attend to the encoder output (the others attend to the decoder)."""
+        return self.decoder_cross_heads or max(1, self.num_heads // 2)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> FieldModelConfig:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim: {self.embed_dim} is not a multiple of num_heads {self.num_heads}"
+            )
+        if self.encoder_heads_in_decoder >= self.num_heads:
+            raise ValueError(
+                f"decoder_cross_heads: {self.encoder_heads_in_decoder} leaves no self-attention "
+                f"head of {self.num_heads}"
+            )
+        return self
+
+
+class ModelConfig(BaseModel):
+    """The multiformer: its fields and options that hold for all of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fields: tuple[FieldModelConfig, ...] = Field(min_length=1)
+    """The fields, each with its own embedding, encoder, decoder and tail."""
+    checkpoint_activations: bool = False
+    """Recompute each layer's activations in the backward pass: less memory, one more forward."""
+    alpha_frequencies: PositiveInt = 6
+    """Harmonics (1, 2, 4, ...) of the sin/cos features of the periodic alpha entries."""
+
+    @model_validator(mode="after")
+    def _couplings_resolve(self) -> ModelConfig:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"fields: a field is listed twice ({', '.join(names)})")
+        for i, field in enumerate(self.fields):
+            for other in field.couples_with or ():
+                if other not in names or other == field.name:
+                    raise ValueError(
+                        f"fields.{i}.couples_with: {other!r} is not another field of the model"
+                    )
+            self_heads = field.num_heads - field.coupling_heads * len(self.coupled(field.name))
+            if self_heads < 1:
+                raise ValueError(
+                    f"fields.{i}.coupling_heads: {field.coupling_heads} head(s) for each of "
+                    f"{len(self.coupled(field.name))} coupled fields leave no self-attention "
+                    f"head of {field.num_heads}"
+                )
+        return self
+
+    def field(self, name: str) -> FieldModelConfig:
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise ConfigError(f"model.fields: no field {name!r} (fields: {self.names})")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def coupled(self, name: str) -> tuple[str, ...]:
+        """Fields that `name` cross-attends to in its encoder."""
+        field = self.field(name)
+        if field.couples_with is None:
+            return tuple(n for n in self.names if n != name)
+        return field.couples_with
+
+    def sampler_section(self) -> dict[str, Any]:
+        """The sampler's configuration of these fields (`SamplerConfig.from_dict` takes it)."""
+        dumped = [f.model_dump(include=set(SAMPLER_KEYS)) for f in self.fields]
+        return {"fields": [{k: d[k] for k in SAMPLER_KEYS} for d in dumped]}
+
+
+class Recipe(BaseModel):
+    """A recipe file. `data` and `training` stay untyped mappings until their issues type them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelConfig
+    """The multiformer."""
+    data: dict[str, Any] | None = None
+    """Store, time windows and sampling; typed by the data issue."""
+    training: dict[str, Any] | None = None
+    """Masking, losses, optimiser, batch; typed by the training issue."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """Validate a parsed recipe; a ConfigError names the first bad key, dotted."""
+        return _validate(cls, data, prefix="")
+
+
+def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
+    """Validate a recipe's `model:` section alone; errors name `model.<key>`."""
+    return _validate(ModelConfig, data, prefix="model.")
+
+
+def _validate(cls: type[_Config], data: Mapping[str, Any], prefix: str) -> _Config:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping of keys")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = [str(part) for part in first["loc"]]
+        message = first["msg"].removeprefix("Value error, ")
+        # Our validators start their message with the key they reject, relative to their model.
+        inner = _LEADING_KEY.match(message)
+        if inner:
+            key.append(inner.group(1))
+            message = message[inner.end() :]
+        raise ConfigError(f"{prefix}{'.'.join(key) or 'recipe'}: {message}") from None

@@ -1,0 +1,163 @@
+"""The multiformer: one encoder, decoder and ensemble tail per field, coupled by cross-attention.
+
+    for each field f:   x_f = embed(tokens_f, alpha_f, masked_f)            (B, N_f, D_f)
+    for layer i:        x_f = encoder_f[i](x_f, {x_g: g coupled to f})      all fields in lockstep
+    for each field f:   y_f = decoder_f(x_f, cross-attending to x_f)         (B, N_f, D_f)
+                        ensemble_f = tail_f(y_f[target_index_f])            (B, M_f, E_f, P_f)
+
+Every field has its own width, so a field is plug-and-play: `Multiformer.fields[name]` holds all
+of its weights, and `field_state_dict` / `load_field_state_dict` move one field between models
+(pre-train fields one by one, then assemble them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from atmorep_core.errors import ConfigError
+from atmorep_core.model.assembly import FieldState, check_compatible, merge_field_state
+from atmorep_core.model.attention import Block
+from atmorep_core.model.config import FieldModelConfig, ModelConfig
+from atmorep_core.model.embedding import FieldEmbedding
+from atmorep_core.model.io import FieldInput, FieldOutput, ModelInput
+from atmorep_core.model.tail import EnsembleTail
+
+ENCODER = "encoder"  # the decoder's name for the source its cross heads attend to
+# Runs one block on (x, sources): plainly, or recomputed in the backward pass (checkpointing).
+_Runner = Callable[[nn.Module, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+class FieldModel(nn.Module):
+    """All weights of one field: embedding, encoder, decoder and tail."""
+
+    def __init__(
+        self, config: FieldModelConfig, coupled: Mapping[str, int], frequencies: int
+    ) -> None:
+        super().__init__()
+        d, h = config.embed_dim, config.num_heads
+        common: dict[str, Any] = {
+            "mlp_ratio": config.mlp_ratio, "dropout": config.dropout, "qk_norm": config.qk_norm
+        }  # fmt: skip
+        couplings = {name: (width, config.coupling_heads) for name, width in coupled.items()}
+        self.embedding = FieldEmbedding(config.token_points, d, frequencies)
+        self.encoder = nn.ModuleList(
+            Block(d, h, couplings, **common) for _ in range(config.encoder_layers)
+        )
+        to_encoder = {ENCODER: (d, config.encoder_heads_in_decoder)}
+        self.decoder = nn.ModuleList(
+            Block(d, h, to_encoder, **common) for _ in range(config.decoder_layers)
+        )
+        self.tail = EnsembleTail(d, config.token_points, config.tail_heads)
+
+    def embed(self, field: FieldInput) -> torch.Tensor:
+        b = field.tokens.shape[0]
+        tokens = field.tokens.reshape(b, -1, field.token_points)  # (B, N, P)
+        alpha = field.alpha.reshape(b, tokens.shape[1], -1)  # (B, N, 7)
+        return self.embedding(tokens, alpha, field.masked)  # (B, N, D)
+
+    def decode(
+        self, encoded: torch.Tensor, target_index: torch.Tensor, run: _Runner
+    ) -> torch.Tensor:
+        y = encoded  # (B, N, D)
+        for block in self.decoder:
+            y = run(block, y, {ENCODER: encoded})
+        picked = target_index[..., None].expand(-1, -1, y.shape[-1])  # (B, M, D)
+        return self.tail(torch.gather(y, 1, picked))  # (B, M, E, P)
+
+
+class Multiformer(nn.Module):
+    """`Multiformer(config)(inputs)`: per field FieldInput -> per field FieldOutput."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = {f.name: f.embed_dim for f in config.fields}
+        self.fields = nn.ModuleDict(
+            {
+                f.name: FieldModel(
+                    f, {g: widths[g] for g in config.coupled(f.name)}, config.alpha_frequencies
+                )
+                for f in config.fields
+            }
+        )
+
+    def forward(self, inputs: ModelInput) -> dict[str, FieldOutput]:
+        self._check(inputs)
+        names = self.config.names
+        states = {name: self._field(name).embed(inputs[name]) for name in names}  # (B, N_f, D_f)
+        depth = max(f.encoder_layers for f in self.config.fields)
+        for i in range(depth):  # lockstep: layer i of every field sees the others after layer i-1
+            states = {name: self._encode(name, i, states) for name in names}
+        return {
+            name: FieldOutput(
+                self._field(name).decode(states[name], inputs[name].target_index, self._run)
+            )
+            for name in names
+        }
+
+    def _encode(self, name: str, layer: int, states: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        encoder = self._field(name).encoder
+        if layer >= len(encoder):  # a shallower field keeps its last state for the others
+            return states[name]
+        others = {g: states[g] for g in self.config.coupled(name)}
+        return self._run(encoder[layer], states[name], others)
+
+    def _run(
+        self, block: nn.Module, x: torch.Tensor, sources: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        if self.config.checkpoint_activations and torch.is_grad_enabled():
+            out = checkpoint(block, x, sources, use_reentrant=False)
+            assert isinstance(out, torch.Tensor)
+            return out
+        return block(x, sources)
+
+    def _field(self, name: str) -> FieldModel:
+        module = self.fields[name]
+        assert isinstance(module, FieldModel)
+        return module
+
+    def _check(self, inputs: ModelInput) -> None:
+        for name in inputs:
+            if name not in self.fields:
+                raise ConfigError(f"inputs: field {name!r} is not in the model {self.config.names}")
+        for field in self.config.fields:
+            if field.name not in inputs:
+                raise ConfigError(f"inputs: model field {field.name!r} has no input")
+            got = tuple(inputs[field.name].tokens.shape[5:])
+            if got != field.token_size:
+                raise ConfigError(
+                    f"model.fields.{field.name}.token_size: model {field.token_size}, "
+                    f"input tokens {got}"
+                )
+
+    def field_state_dict(self, name: str) -> FieldState:
+        """One field's weights and configuration, to move into another multiformer."""
+        state = {k: v.detach().clone() for k, v in self._field(name).state_dict().items()}
+        return FieldState(self.config.field(name), state)
+
+    def load_field_state_dict(self, name: str, state: FieldState) -> None:
+        """Load one field's weights; ConfigError naming the key where the architectures differ.
+
+        Couplings may differ (assembling fields pre-trained alone): cross-attention weights for
+        fields the state did not couple keep their initialisation, and self-attention keys and
+        values keep as many of the state's heads as this model has self heads.
+        """
+        check_compatible(self.config.field(name), state.config)
+        field = self._field(name)
+        field.load_state_dict(merge_field_state(field.state_dict(), state.tensors, name))
+
+
+def count_parameters(config: ModelConfig) -> dict[str, int]:
+    """Parameters per field and in `total`, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        model = Multiformer(config)
+    counts = {
+        name: sum(p.numel() for p in model.fields[name].parameters()) for name in config.names
+    }
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts
