@@ -21,6 +21,8 @@ demo: $(STAMP)
 	$(BIN)/atmorep sample --out $(DEMO)/grib
 	$(BIN)/atmorep prepare "$(DEMO)/grib/*.grib" --store $(DEMO)/sample.zarr
 	$(BIN)/atmorep info $(DEMO)/sample.zarr
+	$(BIN)/atmorep model recipes/demo.yaml
+	$(BIN)/atmorep train recipes/demo.yaml --run-dir $(DEMO)/run
 
 lint: $(STAMP)
 	$(BIN)/ruff check atmorep_core atmorep_cli tests benchmarks

@@ -27,3 +27,15 @@ def test_a_misspelt_key_is_named() -> None:
     recipe["fields"][0]["token_cuont"] = recipe["fields"][0].pop("token_count")
     with pytest.raises(ConfigError, match=r"sampler\.fields\.0\.token_cuont"):
         SamplerConfig.from_dict(recipe)
+
+
+def test_training_recipes_validate() -> None:
+    from atmorep_core.training import recipe
+
+    demo = recipe.load(RECIPES / "demo.yaml")
+    assert demo.model.names == ("temperature", "velocity_u") and demo.training.steps == 300
+    assert set(demo.validation) == {"bert", "forecast"}
+    bench = recipe.load(RECIPES / "bench-single.yaml", ["data.store=somewhere.zarr"])
+    assert bench.training.batch_size == 2 and bench.loss.losses == {"mse_ensemble": 1, "stats": 1}
+    with pytest.raises(ConfigError, match=r"--set model\.fields\.9\.embed_dim"):
+        recipe.load(RECIPES / "demo.yaml", ["model.fields.9.embed_dim=8"])

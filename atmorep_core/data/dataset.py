@@ -1,4 +1,6 @@
-"""Monte Carlo neighbourhoods as a torch IterableDataset, sharded over ranks and workers."""
+"""Monte Carlo neighbourhoods for torch: an IterableDataset sharded over ranks and workers, and an
+indexed dataset whose sample k is fixed by the seed alone (so a resumed run reads what an
+uninterrupted one would have read)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch.distributed as dist
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 from atmorep_core.data.batch import Sample, collate
 from atmorep_core.data.sampler import NeighbourhoodSampler
@@ -50,8 +52,7 @@ class NeighbourhoodDataset(IterableDataset[Sample]):
 
     def positions(self) -> np.ndarray:
         """(num_samples, 3) positions of this epoch, the same on every rank and worker."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return self.sampler.draw_positions(rng, self.num_samples)
+        return epoch_positions(self.sampler, self.seed, self.epoch, self.num_samples)
 
     def shard(self) -> tuple[int, int]:
         """(this shard's number, number of shards) for the calling process."""
@@ -67,8 +68,52 @@ class NeighbourhoodDataset(IterableDataset[Sample]):
             yield self.sampler.read(t0, lat, lon, index=i)
 
 
+def epoch_positions(sampler: NeighbourhoodSampler, seed: int, epoch: int, count: int) -> np.ndarray:
+    """(count, 3) (time_index, lat_start, lon_start) of one epoch, fixed by (seed, epoch)."""
+    return sampler.draw_positions(np.random.default_rng([seed, epoch]), count)
+
+
+class IndexedNeighbourhoods(Dataset[Sample]):
+    """Sample k is position k mod n of epoch k // n (n samples per epoch, as above)."""
+
+    def __init__(self, sampler: NeighbourhoodSampler, samples_per_epoch: int, seed: int) -> None:
+        if samples_per_epoch < 1:
+            raise ConfigError(f"samples_per_epoch: must be at least 1, got {samples_per_epoch}")
+        self.sampler, self.samples_per_epoch, self.seed = sampler, samples_per_epoch, seed
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    def __getitem__(self, index: int) -> Sample:
+        epoch, offset = divmod(index, self.samples_per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            positions = epoch_positions(self.sampler, self.seed, epoch, self.samples_per_epoch)
+            self._epoch = (epoch, positions)
+        t0, lat, lon = (int(v) for v in self._epoch[1][offset])
+        return self.sampler.read(t0, lat, lon, index=index)
+
+
+class StepIndices(Sampler[int]):
+    """The sample indices one rank reads from `first_step` on: step s covers the global indices
+    s*B*W .. (s+1)*B*W - 1 (B per rank, W ranks), and rank r takes its own consecutive B."""
+
+    def __init__(
+        self, first_step: int, last_step: int, batch_size: int, rank: int, world_size: int
+    ) -> None:
+        super().__init__()
+        self.first_step, self.last_step = first_step, last_step
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        per_step = self.batch_size * self.world_size
+        for step in range(self.first_step, self.last_step):
+            first = step * per_step + self.rank * self.batch_size
+            yield from range(first, first + self.batch_size)
+
+    def __len__(self) -> int:
+        return (self.last_step - self.first_step) * self.batch_size
+
+
 def make_loader(
-    dataset: NeighbourhoodDataset, batch_size: int, num_workers: int = 0, **options: Any
+    dataset: Dataset[Sample], batch_size: int, num_workers: int = 0, **options: Any
 ) -> DataLoader[Sample]:
     """A DataLoader of `Batch`es; workers start by "forkserver": tensorstore is not fork-safe."""
     if num_workers > 0 and "multiprocessing_context" not in options:

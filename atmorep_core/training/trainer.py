@@ -1,0 +1,336 @@
+"""`train`: the multiformer learns from a store, on one CPU or many GPUs (torchrun + DDP).
+
+Every step reads its samples by global index (data/dataset.py) and draws its masking from a
+generator seeded by (seed, step), and checkpoints hold the optimizer, schedule and RNG states:
+so a run resumed from a checkpoint makes exactly the steps the uninterrupted run would have made.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+
+from atmorep_core.data.batch import Batch
+from atmorep_core.data.dataset import IndexedNeighbourhoods, StepIndices, make_loader
+from atmorep_core.data.sampler import NeighbourhoodSampler, SamplerConfig
+from atmorep_core.io.store import Store
+from atmorep_core.model.assembly import FieldState
+from atmorep_core.model.config import model_config_from_dict
+from atmorep_core.model.multiformer import Multiformer
+from atmorep_core.training import checkpoint, distributed
+from atmorep_core.training.losses import combined_loss
+from atmorep_core.training.masking import mask_batch
+from atmorep_core.training.metrics import MetricsLog
+from atmorep_core.training.recipe import TrainRecipe
+from atmorep_core.training.schedule import warmup_cosine
+from atmorep_core.training.validation import move, validate
+
+# Fault injection for the resume test: SIGKILL the process after this step (and its checkpoint).
+_KILL_AFTER_STEP = "ATMOREP_TEST_KILL_AFTER_STEP"
+_LOGS = ("metrics.csv", "validation.csv")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the progress display shows after a step."""
+
+    step: int  # 1-based: steps done
+    steps: int
+    loss: float
+    field_losses: dict[str, float]
+    learning_rate: float
+    tokens_per_second: float
+
+
+@dataclass
+class TrainSummary:
+    run: Path
+    first_step: int
+    last_step: int
+    final_loss: float
+    validation: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """Everything one process trains with."""
+
+    recipe: TrainRecipe
+    context: distributed.Context
+    model: Multiformer
+    trained: torch.nn.Module  # the model as stepped: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_data: IndexedNeighbourhoods
+    validation_data: IndexedNeighbourhoods | None
+    first_step: int
+
+
+def train(
+    recipe: TrainRecipe,
+    run: Path,
+    resume: bool = False,
+    init_fields: Mapping[str, Path] | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
+    device: str | None = None,
+) -> TrainSummary:
+    """Train per the recipe into the run folder (checkpoints, metrics, resolved recipe)."""
+    context = distributed.start(device)
+    try:
+        state = _set_up(recipe, run, context, resume, init_fields or {})
+        return _loop(state, run, on_step or (lambda report: None))
+    finally:
+        distributed.stop()
+
+
+def _set_up(
+    recipe: TrainRecipe,
+    run: Path,
+    context: distributed.Context,
+    resume: bool,
+    init_fields: Mapping[str, Path],
+) -> _Run:
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.training.seed)
+    model = Multiformer(recipe.model)
+    for name, source in init_fields.items():
+        model.load_field_state_dict(name, _field_state(source, name))
+    model.to(context.device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=recipe.training.learning_rate,
+        betas=recipe.training.betas,
+        weight_decay=recipe.training.weight_decay,
+    )
+    scheduler = warmup_cosine(
+        optimizer, recipe.training.warmup_steps, recipe.training.steps, recipe.training.lr_floor
+    )
+    first_step = _restore(run, model, optimizer, scheduler) if resume else 0
+    trained: torch.nn.Module = model
+    if context.distributed:
+        ids = [context.device.index] if context.device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    if recipe.training.compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
+    if context.is_main:
+        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
+    train_data, validation_data = _datasets(recipe)
+    return _Run(
+        recipe, context, model, trained, optimizer, scheduler, train_data, validation_data,
+        first_step,
+    )  # fmt: skip
+
+
+def _field_state(source: Path, name: str) -> FieldState:
+    """A pre-trained field's weights and architecture from a run or checkpoint folder."""
+    saved = checkpoint.load(source)
+    config = model_config_from_dict(saved.config["model"])
+    prefix = f"fields.{name}."
+    tensors = {k[len(prefix) :]: v for k, v in saved.model.items() if k.startswith(prefix)}
+    return FieldState(config.field(name), tensors)
+
+
+def _datasets(recipe: TrainRecipe) -> tuple[IndexedNeighbourhoods, IndexedNeighbourhoods | None]:
+    store = Store.open(recipe.data.store)
+    config = SamplerConfig.from_dict(
+        {**recipe.model.sampler_section(), "reader": recipe.data.reader}
+    )
+    seed, per_epoch = recipe.training.seed, recipe.training.samples_per_epoch
+    train = NeighbourhoodSampler(store, config, window=_window(recipe.data.train))
+    data = IndexedNeighbourhoods(train, per_epoch, seed)
+    if recipe.data.validation is None:
+        return data, None
+    held_back = NeighbourhoodSampler(store, config, window=_window(recipe.data.validation))
+    return data, IndexedNeighbourhoods(held_back, per_epoch, seed + 1)
+
+
+def _window(times: Any) -> tuple[np.datetime64, np.datetime64] | None:
+    if times is None:
+        return None
+    first, last = (np.datetime64(t.replace(tzinfo=None), "s") for t in times)
+    return first, last
+
+
+def _restore(
+    run: Path,
+    model: Multiformer,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+) -> int:
+    saved = checkpoint.load(run)
+    model.load_state_dict(saved.model)
+    if saved.optimizer is not None:
+        optimizer.load_state_dict(saved.optimizer)
+    if saved.scheduler is not None:
+        scheduler.load_state_dict(saved.scheduler)
+    torch.set_rng_state(saved.torch_rng["cpu"])
+    return saved.step
+
+
+def _loop(state: _Run, run: Path, on_step: Callable[[StepReport], None]) -> TrainSummary:
+    training = state.recipe.training
+    resumed = state.first_step if state.first_step > 0 else None
+    log = (
+        MetricsLog(run / "metrics.csv", resume_after_step=resumed)
+        if state.context.is_main
+        else None
+    )
+    validation_log = (
+        MetricsLog(run / "validation.csv", resume_after_step=resumed)
+        if state.context.is_main
+        else None
+    )
+    loss = float("nan")
+    validation: list[dict[str, Any]] = []
+    step = state.first_step
+    for step, batch in zip(range(state.first_step, training.steps), _batches(state), strict=False):
+        started = time.perf_counter()
+        loss, field_losses, learning_rate = _step(state, batch, step)
+        elapsed = time.perf_counter() - started
+        report = StepReport(
+            step + 1, training.steps, loss, field_losses,
+            learning_rate, _tokens(batch, state.context) / elapsed,
+        )  # fmt: skip
+        if log is not None:
+            log.write(_row(report))
+        on_step(report)
+        validation = _maybe_validate(state, step + 1, validation_log) or validation
+        if (step + 1) % training.checkpoint_every == 0 or step + 1 == training.steps:
+            _save(state, run, step + 1)
+        _maybe_die(step + 1)
+    for metrics in (log, validation_log):
+        if metrics is not None:
+            metrics.close()
+    return TrainSummary(run, state.first_step, max(step + 1, state.first_step), loss, validation)
+
+
+def _batches(state: _Run) -> Iterator[Batch]:
+    training, context = state.recipe.training, state.context
+    indices = StepIndices(
+        state.first_step, training.steps, training.batch_size, context.rank, context.world_size
+    )
+    loader = make_loader(
+        state.train_data, training.batch_size, training.num_workers, sampler=indices
+    )
+    yield from loader  # masking runs on the CPU (its generator lives there); see `move`
+
+
+def _step(state: _Run, batch: Batch, step: int) -> tuple[float, dict[str, float], float]:
+    """One optimizer step; returns the loss, the loss per field and the learning rate used."""
+    training = state.recipe.training
+    generator = torch.Generator().manual_seed(training.seed * 1_000_003 + step)
+    inputs, targets = move(
+        *mask_batch(batch, state.recipe.masking, generator), state.context.device
+    )
+    state.trained.train()
+    with _autocast(training.precision, state.context.device):
+        outputs = state.trained(inputs)
+        breakdown = combined_loss(outputs, targets, state.recipe.loss)
+    state.optimizer.zero_grad(set_to_none=True)
+    breakdown.total.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), training.grad_clip)
+    learning_rate = float(state.optimizer.param_groups[0]["lr"])
+    state.optimizer.step()
+    state.scheduler.step()
+    total = float(distributed.mean_over_ranks(breakdown.total.detach()))
+    per_field = {
+        name: float(distributed.mean_over_ranks(torch.stack(list(parts.values())).sum()))
+        for name, parts in breakdown.components.items()
+    }
+    return total, per_field, learning_rate
+
+
+def _autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _tokens(batch: Batch, context: distributed.Context) -> int:
+    """Tokens of all fields in a step, over all processes."""
+    per_rank = sum(int(t.shape[:5].numel()) for t in batch.tokens.values())
+    return per_rank * context.world_size
+
+
+def _row(report: StepReport) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": report.step, "lr": report.learning_rate, "loss": report.loss}
+    row |= {f"loss_{name}": value for name, value in report.field_losses.items()}
+    return row | {"tokens_per_s": report.tokens_per_second}
+
+
+def _maybe_validate(state: _Run, done: int, log: MetricsLog | None) -> list[dict[str, Any]] | None:
+    training = state.recipe.training
+    due = done % training.validate_every == 0 or done == training.steps
+    if state.validation_data is None or not due or not state.context.is_main:
+        return None
+    rows = validate(
+        state.model, state.validation_data, state.recipe.validation, state.recipe.loss,
+        training.validation_batches, training.batch_size, training.seed, state.context.device,
+    )  # fmt: skip
+    for row in rows:
+        if log is not None:
+            log.write({"step": done, **row})
+    return rows
+
+
+def _save(state: _Run, run: Path, done: int) -> None:
+    if not state.context.is_main:
+        return
+    store = Store.open(state.recipe.data.store)
+    saved = checkpoint.Checkpoint(
+        step=done,
+        model=state.model.state_dict(),
+        config=state.recipe.raw,
+        normalisation=_normalisation(store, state.recipe),
+        data_window=_data_window(state.recipe),
+        optimizer=state.optimizer.state_dict(),
+        scheduler=state.scheduler.state_dict(),
+        torch_rng={"cpu": torch.get_rng_state()},
+    )
+    checkpoint.save(run, saved)
+
+
+def _normalisation(store: Store, recipe: TrainRecipe) -> dict[str, Any]:
+    """Per field: the kind, the store it came from and its global statistics per level."""
+    result: dict[str, Any] = {}
+    for config in recipe.model.fields:
+        arrays = store.field(config.name)
+        mean, std = arrays.global_norm()
+        result[config.name] = {
+            "kind": config.normalisation,
+            "store": str(store.path.resolve()),
+            "levels": [int(v) for v in arrays.levels],
+            "global_mean": [float(v) for v in mean],
+            "global_std": [float(v) for v in std],
+            "months": [int(m) for m in arrays.months],
+        }
+    return result
+
+
+def _data_window(recipe: TrainRecipe) -> dict[str, Any]:
+    def text(times: Any) -> list[str] | None:
+        return None if times is None else [t.isoformat() for t in times]
+
+    data = recipe.data
+    return {
+        "store": str(data.store),
+        "train": text(data.train),
+        "validation": text(data.validation),
+    }
+
+
+def _maybe_die(done: int) -> None:
+    limit = os.environ.get(_KILL_AFTER_STEP)
+    if limit is not None and done >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
