@@ -14,7 +14,6 @@ from rich.table import Table
 from atmorep_cli.console import out
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.config import ModelConfig, Recipe
-from atmorep_core.model.multiformer import count_parameters
 
 # L: levels; tokens: per level (time x lat x lon); size: points per token; D: width;
 # layers: encoder + decoder; E: tail heads (ensemble members).
@@ -27,6 +26,8 @@ def command(
 ) -> None:
     """Resolved architecture and parameter counts of a recipe's model (no weights allocated)."""
     config = Recipe.from_dict(_read_yaml(recipe)).model
+    from atmorep_core.model.multiformer import count_parameters  # torch: seconds to import
+
     summary = _summary(config, count_parameters(config))
     if as_json:
         out.print_json(json.dumps(summary))

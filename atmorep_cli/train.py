@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from atmorep_cli.console import err, out
 from atmorep_core.errors import ConfigError
-from atmorep_core.training import recipe as recipes
-from atmorep_core.training.trainer import StepReport, train
+
+if TYPE_CHECKING:
+    from atmorep_core.training.trainer import StepReport
 
 
 def command(
@@ -26,6 +28,10 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary at the end."),
 ) -> None:
     """Train (or resume, or assemble pre-trained fields) and write checkpoints to the run."""
+    # Imported here: torch takes seconds to import, and the other commands do without it.
+    from atmorep_core.training import recipe as recipes
+    from atmorep_core.training.trainer import train
+
     resolved = recipes.load(recipe, overrides)
     sources = dict(_pair(item) for item in init_field)
     columns = (

@@ -86,6 +86,8 @@ def test_a_run_writes_checkpoints_metrics_and_validation(tmp_path: Path, store: 
         ("6", "forecast", "t2m"), ("12", "forecast", "t2m")
     ]  # fmt: skip
     assert all(0 < float(r["rmse"]) < 5 and float(r["spread"]) > 0 for r in validation)
+    events = list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {e.parent.name for e in events} == {"metrics", "validation"}
     saved = checkpoint.load(tmp_path / "run")
     assert saved.step == 12 and sorted(p.name for p in (tmp_path / "run").glob("step-*")) == [
         "step-00000005", "step-00000010", "step-00000012"
@@ -112,14 +114,15 @@ def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path: Path, sto
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ddp", "fsdp"])
 def test_two_gloo_processes_equal_one_process_on_the_combined_batch(
-    tmp_path: Path, store: Path
+    tmp_path: Path, store: Path, kind: str
 ) -> None:
     # Forecast masking draws nothing at random, so both runs ask the same questions.
     forecast = {"fields": {"t2m": {"kind": "forecast"}}}
     one = recipe(tmp_path, store, steps=1, batch_size=4, masking=forecast)
     _train(str(one), "--run-dir", str(tmp_path / "one"))
-    two = recipe(tmp_path, store, steps=1, batch_size=2, masking=forecast)
+    two = recipe(tmp_path, store, steps=1, batch_size=2, masking=forecast, parallel=kind)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     import subprocess
 

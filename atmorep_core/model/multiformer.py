@@ -89,19 +89,19 @@ class Multiformer(nn.Module):
     def forward(self, inputs: ModelInput) -> dict[str, FieldOutput]:
         self._check(inputs)
         names = self.config.names
-        states = {name: self._field(name).embed(inputs[name]) for name in names}  # (B, N_f, D_f)
+        states = {name: self.field(name).embed(inputs[name]) for name in names}  # (B, N_f, D_f)
         depth = max(f.encoder_layers for f in self.config.fields)
         for i in range(depth):  # lockstep: layer i of every field sees the others after layer i-1
             states = {name: self._encode(name, i, states) for name in names}
         return {
             name: FieldOutput(
-                self._field(name).decode(states[name], inputs[name].target_index, self._run)
+                self.field(name).decode(states[name], inputs[name].target_index, self._run)
             )
             for name in names
         }
 
     def _encode(self, name: str, layer: int, states: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        encoder = self._field(name).encoder
+        encoder = self.field(name).encoder
         if layer >= len(encoder):  # a shallower field keeps its last state for the others
             return states[name]
         others = {g: states[g] for g in self.config.coupled(name)}
@@ -116,7 +116,7 @@ class Multiformer(nn.Module):
             return out
         return block(x, sources)
 
-    def _field(self, name: str) -> FieldModel:
+    def field(self, name: str) -> FieldModel:
         module = self.fields[name]
         assert isinstance(module, FieldModel)
         return module
@@ -137,7 +137,7 @@ class Multiformer(nn.Module):
 
     def field_state_dict(self, name: str) -> FieldState:
         """One field's weights and configuration, to move into another multiformer."""
-        state = {k: v.detach().clone() for k, v in self._field(name).state_dict().items()}
+        state = {k: v.detach().clone() for k, v in self.field(name).state_dict().items()}
         return FieldState(self.config.field(name), state)
 
     def load_field_state_dict(self, name: str, state: FieldState) -> None:
@@ -148,7 +148,7 @@ class Multiformer(nn.Module):
         values keep as many of the state's heads as this model has self heads.
         """
         check_compatible(self.config.field(name), state.config)
-        field = self._field(name)
+        field = self.field(name)
         field.load_state_dict(merge_field_state(field.state_dict(), state.tensors, name))
 
 

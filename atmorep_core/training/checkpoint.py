@@ -110,7 +110,7 @@ def latest(run: Path) -> Path:
 def _split_optimizer(
     state: dict[str, Any] | None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """Tensors of torch's optimizer state dict keyed "state/<param>/<name>", the rest as JSON."""
+    """Tensors of an optimizer state dict keyed "state/<param>/<name>", the rest as JSON."""
     if state is None:
         return {}, None
     tensors: dict[str, torch.Tensor] = {}
@@ -129,13 +129,18 @@ def _join_optimizer(
 ) -> dict[str, Any] | None:
     if rest is None:
         return None
-    state: dict[int, dict[str, Any]] = {}
+    state: dict[int | str, dict[str, Any]] = {}
     for key, tensor in tensors.items():
         _, param, name = key.split("/", 2)
-        state.setdefault(int(param), {})[name] = tensor
+        state.setdefault(_param_key(param), {})[name] = tensor
     for param, values in rest["scalars"].items():
-        state.setdefault(int(param), {}).update(values)
+        state.setdefault(_param_key(param), {}).update(values)
     return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _param_key(text: str) -> int | str:
+    """torch keys optimizer state by parameter index, torch.distributed by parameter name."""
+    return int(text) if text.isdigit() else text
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Training metrics to CSV (always) and TensorBoard (when the package is installed).
+"""Training metrics to CSV and to TensorBoard (`tensorboard --logdir RUN/tensorboard`).
 
 Rows are appended as they come; a resumed run first drops the rows after its checkpoint, so the
 file reads as if the run had never stopped.
@@ -10,6 +10,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
+
 
 class MetricsLog:
     """One CSV file of rows with a fixed set of columns (the first row's keys)."""
@@ -17,7 +19,7 @@ class MetricsLog:
     def __init__(self, path: Path, resume_after_step: int | None = None) -> None:
         self.path = path
         self._columns: list[str] | None = None
-        self._board: Any = None
+        self._board: SummaryWriter | None = None
         if resume_after_step is None:
             path.unlink(missing_ok=True)
         elif path.exists():
@@ -34,9 +36,12 @@ class MetricsLog:
                 writer.writeheader()
             writer.writerow(row)
         if self._board is not None:
+            # Text columns (strategy, field) name the series: validation/forecast/t2m/rmse.
+            labels = [str(v) for v in row.values() if isinstance(v, str)]
             for key, value in row.items():
                 if key != "step" and isinstance(value, float):
-                    self._board.add_scalar(f"{self.path.stem}/{key}", value, int(row["step"]))
+                    tag = "/".join([self.path.stem, *labels, key])
+                    self._board.add_scalar(tag, value, int(row["step"]))
 
     def _truncate(self, last_step: int) -> None:
         with open(self.path, newline="") as stream:
@@ -56,9 +61,5 @@ def read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
-def _tensorboard(folder: Path, name: str) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional: `pip install tensorboard`
-        return None
+def _tensorboard(folder: Path, name: str) -> SummaryWriter:
     return SummaryWriter(str(folder / name))

@@ -70,6 +70,8 @@ class TrainingSection(BaseModel):
     """auto: bf16 autocast on GPU, fp32 on CPU."""
     compile: bool = False
     """torch.compile the model."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ddp copies the model to every process; fsdp shards it (large presets)."""
     num_workers: NonNegativeInt = 0
     """DataLoader worker processes per rank."""
     masking: dict[str, Any]

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.nn.parallel import DistributedDataParallel
 
 from atmorep_core.data.batch import Batch
 from atmorep_core.data.dataset import IndexedNeighbourhoods, StepIndices, make_loader
@@ -28,7 +27,7 @@ from atmorep_core.io.store import Store
 from atmorep_core.model.assembly import FieldState
 from atmorep_core.model.config import model_config_from_dict
 from atmorep_core.model.multiformer import Multiformer
-from atmorep_core.training import checkpoint, distributed
+from atmorep_core.training import checkpoint, distributed, parallel
 from atmorep_core.training.losses import combined_loss
 from atmorep_core.training.masking import mask_batch
 from atmorep_core.training.metrics import MetricsLog
@@ -107,6 +106,7 @@ def _set_up(
     for name, source in init_fields.items():
         model.load_field_state_dict(name, _field_state(source, name))
     model.to(context.device)
+    parallel.shard(model, context, recipe.training.parallel)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=recipe.training.learning_rate,
@@ -117,10 +117,7 @@ def _set_up(
         optimizer, recipe.training.warmup_steps, recipe.training.steps, recipe.training.lr_floor
     )
     first_step = _restore(run, model, optimizer, scheduler) if resume else 0
-    trained: torch.nn.Module = model
-    if context.distributed:
-        ids = [context.device.index] if context.device.type == "cuda" else None
-        trained = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    trained = parallel.wrap(model, context, recipe.training.parallel)
     if recipe.training.compile:
         trained = torch.compile(trained)  # type: ignore[assignment]
     if context.is_main:
@@ -169,9 +166,7 @@ def _restore(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
 ) -> int:
     saved = checkpoint.load(run)
-    model.load_state_dict(saved.model)
-    if saved.optimizer is not None:
-        optimizer.load_state_dict(saved.optimizer)
+    parallel.load_full_states(model, optimizer, saved.model, saved.optimizer)
     if saved.scheduler is not None:
         scheduler.load_state_dict(saved.scheduler)
     torch.set_rng_state(saved.torch_rng["cpu"])
@@ -272,7 +267,9 @@ def _row(report: StepReport) -> dict[str, Any]:
 def _maybe_validate(state: _Run, done: int, log: MetricsLog | None) -> list[dict[str, Any]] | None:
     training = state.recipe.training
     due = done % training.validate_every == 0 or done == training.steps
-    if state.validation_data is None or not due or not state.context.is_main:
+    # A sharded model needs every process in its forward passes; a whole one only the first.
+    joins = state.context.is_main or parallel.shards(state.context, training.parallel)
+    if state.validation_data is None or not due or not joins:
         return None
     rows = validate(
         state.model, state.validation_data, state.recipe.validation, state.recipe.loss,
@@ -285,16 +282,17 @@ def _maybe_validate(state: _Run, done: int, log: MetricsLog | None) -> list[dict
 
 
 def _save(state: _Run, run: Path, done: int) -> None:
+    weights, moments = parallel.full_states(state.model, state.optimizer)  # every process joins
     if not state.context.is_main:
         return
     store = Store.open(state.recipe.data.store)
     saved = checkpoint.Checkpoint(
         step=done,
-        model=state.model.state_dict(),
+        model=weights,
         config=state.recipe.raw,
         normalisation=_normalisation(store, state.recipe),
         data_window=_data_window(state.recipe),
-        optimizer=state.optimizer.state_dict(),
+        optimizer=moments,
         scheduler=state.scheduler.state_dict(),
         torch_rng={"cpu": torch.get_rng_state()},
     )
