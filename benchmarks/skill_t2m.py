@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,7 +53,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recipe", type=Path, default=RECIPE)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value")
     parser.add_argument("--skip-train", action="store_true", help="score the existing run")
-    parser.add_argument("--stride", type=int, default=2, help="spatial step between positions")
+    parser.add_argument(
+        "--stride", type=int, default=None,
+        help="spatial step between positions; default: tiles covering every grid point once "
+        "(the last row and column of tiles overlap the others where the grid does not divide)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args(argv)
@@ -111,11 +116,17 @@ def make_sampler(store: Store, config: dict[str, Any], window: str) -> Neighbour
     return NeighbourhoodSampler(store, sampler_config, window=window_of(config["data"][window]))
 
 
-def positions(sampler: NeighbourhoodSampler, stride: int) -> list[tuple[int, int, int]]:
-    """Every start time of the window at every `stride`-th spatial position."""
-    lats = range(0, sampler.space.lat_starts, stride)
-    lons = range(0, sampler.space.lon_starts, stride)
+def positions(sampler: NeighbourhoodSampler, stride: int | None) -> list[tuple[int, int, int]]:
+    """Every start time of the window at every spatial position of a tiling (or a stride)."""
+    _, height, width = sampler.extent
+    lats = _starts(sampler.space.lat_starts, stride or height)
+    lons = _starts(sampler.space.lon_starts, stride or width)
     return [(int(t), y, x) for t in sampler.starts for y in lats for x in lons]
+
+
+def _starts(count: int, step: int) -> list[int]:
+    """0, step, 2 step, ... and the last start, so that the windows reach the grid's edge."""
+    return sorted({*range(0, count, step), count - 1})
 
 
 def climatology(store: Store, name: str, levels: Sequence[int], window: Any) -> np.ndarray:
@@ -150,8 +161,10 @@ def denormalise(sampler: NeighbourhoodSampler, name: str, batch: Batch, values: 
                 ) -> np.ndarray:  # fmt: skip
     """(B, ..., L, T, Y, X) normalised values of the batch's windows -> kelvin (float64)."""
     stats = [sampler.statistics(name, m.time_index, m.lat_start, m.lon_start) for m in batch.metas]
-    mean = np.stack([s[0] for s in stats]).astype(np.float64)  # (B, L, T or 1, Y, X)
-    std = np.stack([s[1] for s in stats]).astype(np.float64)
+    # A window across a month's end has statistics per time step, the others one for all.
+    full = (values.shape[-4], sampler.extent[0], *values.shape[-2:])  # (L, T, Y, X)
+    mean = np.stack([np.broadcast_to(s[0], full) for s in stats]).astype(np.float64)
+    std = np.stack([np.broadcast_to(s[1], full) for s in stats]).astype(np.float64)
     extra = values.dim() - mean.ndim  # the ensemble axis, if any
     shape = (mean.shape[0],) + (1,) * extra + mean.shape[1:]
     return values.double().numpy() * std.reshape(shape) + mean.reshape(shape)
@@ -204,7 +217,8 @@ def _climatology_of(batch: Batch, sampler: NeighbourhoodSampler, clim: np.ndarra
     for meta in batch.metas:
         times = sampler.times[meta.time_index + t - hours : meta.time_index + t]
         hour = times.astype("datetime64[h]").astype(np.int64) % 24
-        box = clim[hour, :, meta.lat_start : meta.lat_start + y, meta.lon_start : meta.lon_start + x]
+        lat, lon = meta.lat_start, meta.lon_start
+        box = clim[hour, :, lat : lat + y, lon : lon + x]  # (H, L, Y, X)
         rows.append(box.swapaxes(0, 1))  # (L, H, Y, X)
     return np.stack(rows)
 
@@ -256,7 +270,7 @@ def summarise(totals: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def evaluate(trained: Trained, store: Store, stride: int, batch_size: int) -> dict[str, Any]:
+def evaluate(trained: Trained, store: Store, stride: int | None, batch_size: int) -> dict[str, Any]:
     sampler = make_sampler(store, trained.config, "validation")
     fields = trained.config["model"]["fields"]
     clim = climatology(store, fields[0]["name"], fields[0]["levels"],
@@ -275,21 +289,40 @@ def evaluate(trained: Trained, store: Store, stride: int, batch_size: int) -> di
     return {"neighbourhoods": len(where), "per_lead": per_lead, "overall": overall}
 
 
+TRAIN_RECORD = "skill_train.json"  # beside the checkpoints: how long the run took to train
+
+
+def train_record(run: Path, command: list[str], skip: bool) -> dict[str, Any]:
+    """Train (unless skipped) and return the run's training record: wall time and command."""
+    path = run / TRAIN_RECORD
+    if not skip:
+        record = {
+            "train_wall_s": round(run_training(command), 1),
+            # As a user types it: the CLI entry point instead of this interpreter's path.
+            "train_command": " ".join([".venv/bin/atmorep", *command[3:]]),
+        }
+        path.write_text(json.dumps(record, indent=1))
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     store_path, run = args.workdir / "t2m.zarr", args.workdir / "run"
     ensure_store(args.grib, store_path)
     command = train_command(args.recipe, store_path, run, args.overrides)
-    train_s = None if args.skip_train else run_training(command)
+    record = train_record(run, command, args.skip_train)
     trained = load_trained(run)
     started = time.perf_counter()
     scores = evaluate(trained, Store.open(store_path), args.stride, args.batch_size)
     members = trained.config["model"]["fields"][0]["tail_heads"]
     model_config = model_config_from_dict(trained.config["model"])
+    sets = " ".join(f"--set {item!r}" for item in args.overrides)
+    # The thread count changes the speed (and the float rounding), so it is part of the command.
+    threads = os.environ.get("OMP_NUM_THREADS")
+    env = f"OMP_NUM_THREADS={threads} " if threads else ""
     result = {
-        "command": f".venv/bin/python benchmarks/skill_t2m.py {' '.join(sys.argv[1:])}".strip(),
-        "train_command": " ".join([".venv/bin/atmorep", *command[3:]]),
-        "train_wall_s": None if train_s is None else round(train_s, 1),
+        "command": f"{env}.venv/bin/python benchmarks/skill_t2m.py {sets}".strip(),
+        **record,
         "evaluate_wall_s": round(time.perf_counter() - started, 1),
         "steps": trained.step,
         "parameters": count_parameters(model_config)["total"],

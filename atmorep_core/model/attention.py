@@ -45,7 +45,9 @@ class SplitHeadAttention(nn.Module):
         groups = [self._keys_values(self.kv_self, x)]  # [(B, h, N_s, dh) x 2] per group
         groups += [self._keys_values(self.kv[name], sources[name]) for name in self.kv]
         outputs, first = [], 0
-        p = self.dropout if self.training else 0.0
+        # On CPU, attention dropout selects a kernel that stores the full (B, H, N, N) scores
+        # (over a GB per call at base size): there, dropout acts on the residual branches only.
+        p = self.dropout if self.training and x.is_cuda else 0.0
         for k, v in groups:
             heads = slice(first, first + k.shape[1])
             outputs.append(F.scaled_dot_product_attention(q[:, heads], k, v, dropout_p=p))
