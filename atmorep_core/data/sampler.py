@@ -22,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from atmorep_core.config_errors import validate_section
 from atmorep_core.data.batch import Sample, SampleMeta
 from atmorep_core.data.neighbourhood import (
     Extent,
@@ -97,12 +98,7 @@ class SamplerConfig(BaseModel):
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SamplerConfig:
         """Validate a recipe's sampler section; a ConfigError names the first bad key."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join(str(part) for part in first["loc"]) or "sampler"
-            raise ConfigError(f"sampler.{key}: {first['msg']}") from None
+        return validate_section(cls, data, "sampler.")
 
 
 def _points(extent: Extent) -> str:

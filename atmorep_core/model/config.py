@@ -8,16 +8,13 @@ token_size, normalisation), so `ModelConfig.sampler_section()` feeds the sampler
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from atmorep_core.config_errors import validate_section
 from atmorep_core.errors import ConfigError
-
-_LEADING_KEY = re.compile(r"^([a-z_][a-z_0-9.]*): ")
-_Config = TypeVar("_Config", bound=BaseModel)
 
 SAMPLER_KEYS = ("name", "levels", "token_count", "token_size", "normalisation")
 
@@ -155,26 +152,9 @@ class Recipe(BaseModel):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
         """Validate a parsed recipe; a ConfigError names the first bad key, dotted."""
-        return _validate(cls, data, prefix="")
+        return validate_section(cls, data, prefix="")
 
 
 def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
     """Validate a recipe's `model:` section alone; errors name `model.<key>`."""
-    return _validate(ModelConfig, data, prefix="model.")
-
-
-def _validate(cls: type[_Config], data: Mapping[str, Any], prefix: str) -> _Config:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping of keys")
-    try:
-        return cls.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = [str(part) for part in first["loc"]]
-        message = first["msg"].removeprefix("Value error, ")
-        # Our validators start their message with the key they reject, relative to their model.
-        inner = _LEADING_KEY.match(message)
-        if inner:
-            key.append(inner.group(1))
-            message = message[inner.end() :]
-        raise ConfigError(f"{prefix}{'.'.join(key) or 'recipe'}: {message}") from None
+    return validate_section(ModelConfig, data, prefix="model.")

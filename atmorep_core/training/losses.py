@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, field_validator
 
+from atmorep_core.config_errors import validate_section
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.io import FieldOutput
 
@@ -175,12 +176,7 @@ class LossConfig(BaseModel):
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LossConfig:
         """Validate a recipe's loss section; a ConfigError names the first bad key."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join(str(part) for part in first["loc"]) or "loss"
-            raise ConfigError(f"loss.{key}: {first['msg']}") from None
+        return validate_section(cls, data, "loss.")
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,13 @@ Everything is deterministic given the generator's state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from atmorep_core.config_errors import validate_section
 from atmorep_core.data.batch import Batch
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.io import FieldInput
@@ -62,19 +63,15 @@ class MaskingConfig(BaseModel):
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> MaskingConfig:
         """Validate a recipe's masking section; a ConfigError names the first bad key."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            first = error.errors()[0]
-            raise ConfigError(f"masking.{_recipe_key(first['loc'])}: {first['msg']}") from None
+        return validate_section(cls, data, "masking.", _recipe_key)
 
 
-def _recipe_key(loc: tuple[int | str, ...]) -> str:
+def _recipe_key(loc: Sequence[int | str]) -> list[str]:
     """The key as the recipe spells it: pydantic puts the strategy's kind after the field name."""
     parts = [str(part) for part in loc]
     if len(parts) >= 3 and parts[0] == "fields":
         del parts[2]  # fields.<name>.<kind>.<key> -> fields.<name>.<key>
-    return ".".join(parts) or "fields"
+    return parts
 
 
 def mask_batch(

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
+from atmorep_core.config_errors import validate_section
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.config import ModelConfig, Recipe
 from atmorep_core.training.losses import LossConfig
@@ -99,8 +100,8 @@ class TrainRecipe:
         recipe = Recipe.from_dict(raw)
         if recipe.data is None or recipe.training is None:
             raise ConfigError("recipe: training needs 'data' and 'training' sections")
-        data = _section(DataSection, recipe.data, "data.")
-        training = _section(TrainingSection, recipe.training, "training.")
+        data = validate_section(DataSection, recipe.data, "data.")
+        training = validate_section(TrainingSection, recipe.training, "training.")
         masking = MaskingConfig.from_dict(training.masking)
         validation = {
             name: MaskingConfig.from_dict(section) for name, section in training.validation.items()
@@ -154,12 +155,3 @@ def _index(node: list[Any], part: str, key: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
         raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(node)}")
     return int(part)
-
-
-def _section(cls: type[DataSection] | type[TrainingSection], data: Any, prefix: str) -> Any:
-    try:
-        return cls.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{prefix}{key}: {first['msg']}") from None
