@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import xarray as xr
 
 from atmorep_core.data.ingest_plan import IngestOptions
@@ -139,8 +138,7 @@ def test_gaussian_grid_is_regridded_onto_lat_lon(tmp_path: Path) -> None:
     assert np.isfinite(stored).all()
 
 
-@pytest.mark.parametrize("resolution", [None])
-def test_gaussian_default_resolution_follows_the_input(tmp_path: Path, resolution: None) -> None:
-    prepare([shared_file(GAUSSIAN)], tmp_path / "s.zarr", IngestOptions(resolution_deg=resolution))
+def test_gaussian_default_resolution_follows_the_input(tmp_path: Path) -> None:
+    prepare([shared_file(GAUSSIAN)], tmp_path / "s.zarr")
     grid = Store.open(tmp_path / "s.zarr").grid
     assert grid.shape == (161, 320) and abs(grid.lon_step - 1.125) < 1e-12

@@ -1,4 +1,4 @@
-"""Streaming moments for normalisation statistics, and applying them.
+"""Streaming moments for normalisation statistics (applied by the sampler, data/neighbourhood.py).
 
 Moments are (count, mean, m2) with m2 the sum of squared deviations from the mean; two sets merge
 exactly (Chan, Golub and LeVeque's pairwise update), so a store's statistics can grow file by file
@@ -22,15 +22,6 @@ class Moments:
     mean: np.ndarray
     m2: np.ndarray
 
-    @classmethod
-    def of(cls, values: np.ndarray, axis: int | tuple[int, ...]) -> Moments:
-        """Moments of `values` (any float dtype, computed in float64) reduced over `axis`."""
-        values = np.asarray(values, dtype=np.float64)
-        count = float(np.prod([values.shape[a] for a in np.atleast_1d(axis)]))
-        mean = values.mean(axis=axis)
-        deviations = values - np.expand_dims(mean, axis)
-        return cls(count, mean, np.square(deviations).sum(axis=axis))
-
     def merge(self, other: Moments) -> Moments:
         if self.count == 0:
             return other
@@ -45,14 +36,6 @@ class Moments:
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.m2 / max(self.count, 1.0))
-
-
-def normalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return (values - mean) / np.maximum(std, MIN_STD)
-
-
-def denormalise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return values * np.maximum(std, MIN_STD) + mean
 
 
 class RunningMoments:
