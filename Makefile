@@ -23,6 +23,8 @@ demo: $(STAMP)
 	$(BIN)/atmorep info $(DEMO)/sample.zarr
 	$(BIN)/atmorep model recipes/demo.yaml
 	$(BIN)/atmorep train recipes/demo.yaml --run-dir $(DEMO)/run
+	$(BIN)/atmorep forecast --checkpoint $(DEMO)/run --init 2020-02-01T12 --lead 12h --members 4 \
+	  --out $(DEMO)/forecast --plot temperature --plot velocity_u
 
 lint: $(STAMP)
 	$(BIN)/ruff check atmorep_core atmorep_cli tests benchmarks

@@ -1,7 +1,8 @@
 """Entry point: the Typer app, its commands, and the mapping of user errors to exit codes.
 
 Exit codes: 0 success; 1 unexpected failure; 2 invalid option or recipe; 3 bad input data;
-4 store missing or mismatched; 5 store locked by another run; 130 interrupted.
+4 store missing or mismatched; 5 store or output folder locked by another run; 6 input times
+not (yet) available; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 import typer
 
-from atmorep_cli import info, model, prepare, sample, train
+from atmorep_cli import forecast, info, model, prepare, sample, train
 from atmorep_cli.console import err
 from atmorep_core.errors import AtmorepError
 
@@ -26,6 +27,7 @@ app.command("prepare")(prepare.command)
 app.command("info")(info.command)
 app.command("model")(model.command)
 app.command("train")(train.command)
+app.command("forecast")(forecast.command)
 
 
 def run() -> None:

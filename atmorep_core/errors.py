@@ -13,6 +13,12 @@ class InputDataError(AtmorepError):
     exit_code = 3
 
 
+class MissingInputError(InputDataError):
+    """Input times a product needs are not (yet) there: a cron job may retry later."""
+
+    exit_code = 6
+
+
 class StoreError(AtmorepError):
     """The store does not exist, is not a store, or does not match the input (grid, levels)."""
 

@@ -15,6 +15,10 @@ own subprocess on 2048^3 and on the model's shapes; the efficiency figure is
 step time / (analytic FLOPs / 2048^3 matmul rate), median over the timed steps. The load average
 before and after each configuration is recorded: other processes on the cores spoil the figures.
 
+Memory: as the trainer does, each configuration's process first has glibc return freed blocks of
+1 MiB and more to the OS (`trainer.return_large_frees_to_os`), and the model recomputes what its
+recipe's `activation_checkpointing` says; both are recorded with the results.
+
     .venv/bin/python benchmarks/train_bench.py                    # all configurations
     .venv/bin/python benchmarks/train_bench.py --only bench-single --profile
 """
@@ -46,6 +50,7 @@ from atmorep_core.model.embedding import alpha_feature_count
 from atmorep_core.model.multiformer import Multiformer
 from atmorep_core.training.losses import LossConfig, combined_loss
 from atmorep_core.training.masking import MaskingConfig, mask_batch
+from atmorep_core.training.trainer import MMAP_THRESHOLD, return_large_frees_to_os
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -272,6 +277,7 @@ def top_ops(setup: Setup, index: int, rows: int = 15) -> list[dict[str, Any]]:
 
 def run_case(name: str, profile: bool) -> dict[str, Any]:
     case = CASES[name]
+    mmap_threshold = MMAP_THRESHOLD if return_large_frees_to_os() else None  # as the trainer
     load_before = os.getloadavg()[0]
     setup = build(case)
     config = setup.model.config
@@ -307,6 +313,10 @@ def run_case(name: str, profile: bool) -> dict[str, Any]:
         ),
         "rss_after_build_mb": rss_built,
         "peak_rss_mb": peak_rss_mb(),
+        "memory_settings": {
+            "activation_checkpointing": config.activation_checkpointing,
+            "malloc_mmap_threshold_bytes": mmap_threshold,  # None: glibc's dynamic default
+        },
     }
     if profile:
         result["top_ops"] = top_ops(setup, case.warmup + case.steps)
@@ -390,6 +400,7 @@ def summarise(results: dict[str, Any], rates: dict[str, Any]) -> dict[str, Any]:
             "median_cpu_s": statistics.median(result["cpu_s"]),
             "tokens_per_s": result["tokens_per_s"],
             "peak_rss_mb": result["peak_rss_mb"],
+            "memory_settings": result["memory_settings"],
             "time_over_matmul_bound": efficiency(result, gflops),
         }
     if "bench-single" in summary:

@@ -8,11 +8,20 @@ import torch
 
 from atmorep_core.data.batch import Batch, SampleMeta
 from atmorep_core.errors import ConfigError
-from atmorep_core.training.masking import MaskingConfig, apply_plan, coarsen_tokens, mask_batch
+from atmorep_core.model.io import FieldInput
+from atmorep_core.training.masking import (
+    MaskingConfig,
+    apply_plan,
+    coarsen_tokens,
+    mask_batch,
+    split_mixtures,
+)
 from atmorep_core.training.strategies import (
     BertStrategy,
     Distortion,
     ForecastStrategy,
+    IdentityStrategy,
+    MixtureStrategy,
     TokenGrid,
     TokenPlan,
 )
@@ -41,6 +50,14 @@ def _config(
     strategy: dict[str, object], synced: bool = False, fields: str = "uvt"
 ) -> MaskingConfig:
     return MaskingConfig.from_dict({"fields": dict.fromkeys(fields, strategy), "synced": synced})
+
+
+def _mixture(*choices: tuple[float, dict[str, object]]) -> dict[str, object]:
+    return {"kind": "mixture", "choices": [{"weight": w, "strategy": s} for w, s in choices]}
+
+
+BERT = {"kind": "BERT", "max_ratio": 0.5}
+FORECAST = {"kind": "forecast", "time_tokens": 1}
 
 
 def _flat(tokens: torch.Tensor) -> torch.Tensor:  # (B, N, P)
@@ -233,6 +250,89 @@ def test_masking_is_deterministic_under_the_generator() -> None:
     assert not torch.equal(first[0]["u"].tokens, other[0]["u"].tokens)
 
 
+# --- mixtures -------------------------------------------------------------------------------------
+
+
+def _is_forecast(name: str, field_input: FieldInput) -> bool:
+    """Whether the field's targets are exactly its last time tokens, all masked (FORECAST)."""
+    last = _token_times(name) == GRIDS[name][1][0] - 1  # (N,)
+    return torch.equal(field_input.masked, last.expand(B, -1))
+
+
+def test_a_mixture_draws_its_choices_in_proportion_to_their_weights() -> None:
+    strategy = MixtureStrategy.model_validate(
+        _mixture((3, BERT), (1, FORECAST), (2, {"kind": "identity"}))
+    )
+    grid = TokenGrid(*GRIDS["u"])
+    generator = torch.Generator().manual_seed(4)
+    draws = 4000
+    counts = {"BERT": 0, "forecast": 0, "identity": 0}
+    forecast = ForecastStrategy(time_tokens=1).plan(grid, B, generator)
+    identity = IdentityStrategy().plan(grid, B, generator)
+    for _ in range(draws):
+        plan = strategy.plan(grid, B, generator)
+        if torch.equal(plan.target_index, identity.target_index):
+            counts["identity"] += 1
+        elif torch.equal(plan.target_index, forecast.target_index):
+            counts["forecast"] += 1
+        else:
+            counts["BERT"] += 1
+    for kind, share in {"BERT": 3 / 6, "forecast": 1 / 6, "identity": 2 / 6}.items():
+        sigma = (draws * share * (1 - share)) ** 0.5
+        assert abs(counts[kind] - draws * share) < 3 * sigma, counts
+
+
+def test_a_mixture_is_deterministic_under_the_generator_and_varies_with_it() -> None:
+    config = _config(_mixture((1, BERT), (1, FORECAST)))
+    chosen = set()
+    for seed in range(12):
+        first = mask_batch(_batch(), config, torch.Generator().manual_seed(seed))
+        again = mask_batch(_batch(), config, torch.Generator().manual_seed(seed))
+        for name in "uvt":
+            assert torch.equal(first[0][name].tokens, again[0][name].tokens)
+            assert torch.equal(first[0][name].target_index, again[0][name].target_index)
+            chosen.add(_is_forecast(name, first[0][name]))
+    assert chosen == {True, False}
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_synced_fields_pick_the_same_choice_of_a_mixture(synced: bool) -> None:
+    config = _config(_mixture((1, BERT), (1, FORECAST)), synced=synced)
+    agreed = []
+    for seed in range(20):
+        inputs, _ = mask_batch(_batch(seed), config, torch.Generator().manual_seed(seed))
+        picks = {_is_forecast(name, inputs[name]) for name in "uvt"}
+        agreed.append(len(picks) == 1)
+        if synced and not picks.pop():  # both BERT: in sync as BERT alone is
+            assert torch.equal(inputs["u"].target_index, inputs["v"].target_index)
+    # Independent fields disagree on 3/4 of the seeds (three fair draws): not all 20 agree.
+    assert all(agreed) is synced
+
+
+def test_split_mixtures_pairs_the_ith_choices_and_keeps_the_rest() -> None:
+    mixture = MaskingConfig.from_dict(
+        {"fields": {"u": _mixture((3, BERT), (1, FORECAST)), "v": BERT,
+                    "t": _mixture((1, {"kind": "identity"}), (1, FORECAST))}}
+    )  # fmt: skip
+    plain = _config(FORECAST)
+    split = split_mixtures({"mix": mixture, "plain": plain})
+    assert list(split) == ["mix.0.BERT+identity", "mix.1.forecast", "plain"]
+    assert split["plain"] is plain
+    first, second = split["mix.0.BERT+identity"].fields, split["mix.1.forecast"].fields
+    assert first == {"u": BertStrategy(max_ratio=0.5), "v": BertStrategy(max_ratio=0.5),
+                     "t": IdentityStrategy()}  # fmt: skip
+    assert second["u"] == second["t"] == ForecastStrategy(time_tokens=1)
+    assert second["v"] == BertStrategy(max_ratio=0.5)
+
+
+def test_split_mixtures_names_a_field_with_another_number_of_choices() -> None:
+    config = MaskingConfig.from_dict(
+        {"fields": {"u": _mixture((1, BERT), (1, FORECAST)), "v": _mixture((1, BERT))}}
+    )
+    with pytest.raises(ConfigError, match=r"^masking\.fields\.v\.choices: 1 choices, u has 2"):
+        split_mixtures({"mix": config})
+
+
 # --- configuration errors -------------------------------------------------------------------------
 
 
@@ -245,6 +345,24 @@ def test_masking_is_deterministic_under_the_generator() -> None:
         ({"fields": {"u": {"kind": "bert"}}}, "masking.fields.u"),
         ({"fields": {"u": {"kind": "forecast", "time_tokens": 0}}}, "masking.fields.u.time_tokens"),
         ({"fields": {"u": {"kind": "identity"}}, "sync": True}, "masking.sync"),
+        (
+            {"fields": {"u": _mixture((3, BERT), (1, {"kind": "forecast", "time_tokens": 0}))}},
+            "masking.fields.u.choices.1.strategy.time_tokens",
+        ),
+        (
+            {"fields": {"u": _mixture((1, {"kind": "BERT", "max_ration": 0.5}))}},
+            "masking.fields.u.choices.0.strategy.max_ration",
+        ),
+        ({"fields": {"u": _mixture((0, BERT))}}, "masking.fields.u.choices.0.weight"),
+        ({"fields": {"u": _mixture()}}, "masking.fields.u.choices"),
+        (
+            {"fields": {"u": {"kind": "mixture", "choices": [{"weigth": 1, "strategy": BERT}]}}},
+            "masking.fields.u.choices.0.weigth",
+        ),
+        (  # no mixture of mixtures
+            {"fields": {"u": _mixture((1, _mixture((1, BERT))))}},
+            "masking.fields.u.choices.0.strategy",
+        ),
     ],
 )
 def test_bad_config_key_raises_config_error_naming_it(data: dict[str, object], key: str) -> None:
@@ -258,6 +376,11 @@ def test_bad_config_key_raises_config_error_naming_it(data: dict[str, object], k
         ({"kind": "forecast", "time_tokens": 4}, "masking.fields.u.time_tokens"),
         ({"kind": "temporal_interpolation", "time_slices": [4]}, "masking.fields.u.time_slices"),
         ({"kind": "BERT", "coarsen_factor": [1, 4, 4]}, "masking.fields.u.coarsen_factor"),
+        # Checked whatever the draw, not only on the steps that pick the choice.
+        (
+            _mixture((1e9, BERT), (1, {"kind": "forecast", "time_tokens": 4})),
+            "masking.fields.u.choices.1.strategy.time_tokens",
+        ),
     ],
 )
 def test_strategy_that_does_not_fit_the_grid_names_its_key(

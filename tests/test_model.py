@@ -14,6 +14,7 @@ import yaml
 
 from atmorep_core.data.sampler import SamplerConfig
 from atmorep_core.errors import ConfigError
+from atmorep_core.model import attention
 from atmorep_core.model.config import ModelConfig, Recipe
 from atmorep_core.model.io import FieldInput, FieldOutput
 from atmorep_core.model.multiformer import Multiformer, count_parameters
@@ -146,15 +147,65 @@ def test_gradients_reach_every_parameter() -> None:
     assert not missing
 
 
-def test_activation_checkpointing_changes_nothing_but_memory() -> None:
-    plain = tiny_config()
-    checkpointed = ModelConfig.model_validate(plain.model_dump() | {"checkpoint_activations": True})
+def checkpointed(config: ModelConfig, mode: str) -> ModelConfig:
+    return ModelConfig.model_validate(config.model_dump() | {"activation_checkpointing": mode})
+
+
+@pytest.mark.parametrize("mode", ["mlp", "block"])
+def test_activation_checkpointing_changes_nothing_but_memory(mode: str) -> None:
+    # Dropout on: the recomputation must replay the forward pass's random masks.
+    plain = tiny_config(dropout=0.1)
     inputs = inputs_for(plain)
-    loss_a, grads_a = loss_and_grads(make_model(plain), inputs)
-    loss_b, grads_b = loss_and_grads(make_model(checkpointed), inputs)
+    loss_a, grads_a = loss_and_grads(make_model(plain).train(), inputs)
+    loss_b, grads_b = loss_and_grads(make_model(checkpointed(plain, mode)).train(), inputs)
     assert loss_a == pytest.approx(loss_b, rel=1e-6)
     for key, grad in grads_a.items():
         torch.testing.assert_close(grads_b[key], grad, rtol=1e-5, atol=1e-7)
+
+
+def saved_bytes(config: ModelConfig) -> int:
+    """Bytes of the distinct tensors a forward pass keeps for the backward pass."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model, inputs = make_model(config).train(), inputs_for(config)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(inputs)
+    return sum(storages.values())
+
+
+def test_activation_checkpointing_keeps_less_and_less() -> None:
+    plain = tiny_config()
+    none, mlp, block = (saved_bytes(checkpointed(plain, m)) for m in ("none", "mlp", "block"))
+    assert block < mlp < none
+
+
+def test_activation_checkpointing_is_skipped_without_gradients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[object] = []
+    original = attention.checkpoint
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "checkpoint", counted)
+    config = checkpointed(tiny_config(), "mlp")
+    model, inputs = make_model(config), inputs_for(config)
+    with torch.no_grad():
+        outputs = model(inputs)
+    assert not calls
+    torch.testing.assert_close(
+        outputs["temperature"].ensemble, make_model(tiny_config())(inputs)["temperature"].ensemble
+    )
+    model(inputs)
+    blocks = sum(f.encoder_layers + f.decoder_layers for f in config.fields)
+    assert len(calls) == blocks
 
 
 def test_meta_count_equals_a_real_instance() -> None:

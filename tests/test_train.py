@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 
 from atmorep_core.data.prepare import prepare
 from atmorep_core.training import checkpoint, metrics
+from atmorep_core.training.trainer import return_large_frees_to_os
 from tests.helpers import run_cli, shared_file
 
 T2M = "era5/era5-t2m-uk-2019-03-01to24.grib"
@@ -95,6 +97,33 @@ def test_a_run_writes_checkpoints_metrics_and_validation(tmp_path: Path, store: 
     assert saved.config["training"]["steps"] == 12
     assert saved.data_window["validation"] == ["2019-03-20T00:00:00", "2019-03-24T23:00:00"]
     assert 270 < saved.normalisation["t2m"]["global_mean"][0] < 290
+
+
+def test_a_mixture_of_strategies_trains_and_validates_each_choice(
+    tmp_path: Path, store: Path
+) -> None:
+    mixture = {
+        "kind": "mixture",
+        "choices": [
+            {"weight": 3, "strategy": {"kind": "BERT", "max_ratio": 0.5}},
+            {"weight": 1, "strategy": {"kind": "forecast", "time_tokens": 1}},
+        ],
+    }
+    masking = {"fields": {"t2m": mixture}}
+    path = recipe(tmp_path, store, steps=3, validate_every=3, masking=masking,
+                  validation={"mix": masking})  # fmt: skip
+    _train(str(path), "--run-dir", str(tmp_path / "run"))
+    assert np.isfinite(_losses(tmp_path / "run")).all() and len(_losses(tmp_path / "run")) == 3
+    validation = metrics.read(tmp_path / "run" / "validation.csv")
+    assert [r["strategy"] for r in validation] == ["mix.0.BERT", "mix.1.forecast"]
+    assert all(0 < float(r["rmse"]) < 5 for r in validation)
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt"
+)
+def test_large_frees_go_back_to_the_os_on_glibc() -> None:
+    assert return_large_frees_to_os() is True
 
 
 @pytest.mark.slow

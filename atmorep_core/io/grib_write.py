@@ -3,7 +3,9 @@
 The messages carry ECMWF's MARS keys (class, stream, type) in the local section the way ERA5 and
 IFS files do, so that eccodes tools, cfgrib and our own reader see the same parameter, level,
 date, time and step as in real ERA5 / IFS data. Analyses use step 0 at the valid time; forecasts
-use the base time plus a step in hours; ensemble members add their number.
+use the base time plus a step in hours; ensemble members add their number (and, when given, the
+ensemble size). Screen-level parameters stored on "surface" (2t as ERA5's GRIB1 has it) go to
+GRIB2 on "heightAboveGround" 2 (10 for winds), the only way GRIB2 can hold them.
 
 Packing is simple packing with `bits_per_value` bits (16 by default, as ERA5): a value comes back
 within (max - min) / (2**bits - 1) of what was written, e.g. 1.5 mK for a 100 K range of
@@ -31,6 +33,11 @@ from atmorep_core.grid import LatLonGrid
 
 LEVEL_TYPES = ("hybrid", "isobaricInhPa", "surface", "heightAboveGround", "meanSea")
 
+# ERA5's GRIB1 files put screen-level parameters on "surface" level 0 (so our store records them
+# that way); GRIB2 defines them by their height above ground, and eccodes turns paramId 167 on
+# "surface" into paramId 130 (t). paramId -> height in metres of 2t, 2d, 10u, 10v.
+_GRIB2_HEIGHT_ABOVE_GROUND = {167: 2, 168: 2, 165: 10, 166: 10}
+
 
 @dataclass(frozen=True, eq=False)
 class GribMessage:
@@ -55,6 +62,7 @@ class GribMessage:
     data_type: str = "an"  # MARS type: an, fc, cf, pf, ...
     edition: int = 2
     bits_per_value: int = 16
+    ensemble_size: int | None = None  # members in the ensemble (pf, em, es); None: not stated
 
     def __post_init__(self) -> None:
         if self.level_type not in LEVEL_TYPES:
@@ -68,6 +76,8 @@ class GribMessage:
             raise ValueError(f"{self.param} at level {self.level} has non-finite values")
         if self.step_hours < 0 or not 1 <= self.bits_per_value <= 32:
             raise ValueError(f"bad step {self.step_hours} or bits {self.bits_per_value}")
+        if self.ensemble_size is not None and self.ensemble_size < 1:
+            raise ValueError(f"ensemble size must be at least 1, got {self.ensemble_size}")
 
     @property
     def valid_time(self) -> datetime:
@@ -132,19 +142,33 @@ def _set_mars_keys(handle: int, message: GribMessage) -> None:
             # Template 1 (template 11 once accumulated) holds an ensemble member's number.
             eccodes.codes_set(handle, "productDefinitionTemplateNumber", 1)
         eccodes.codes_set(handle, "number", message.number)
+    if message.ensemble_size is not None:
+        eccodes.codes_set(handle, "numberOfForecastsInEnsemble", message.ensemble_size)
+
+
+def grib_level(param_id: int, level_type: str, level: int, edition: int) -> tuple[str, int]:
+    """The (typeOfLevel, level) that GRIB `edition` uses for a parameter stored on `level_type`.
+
+    Only screen-level parameters differ: 2t on "surface" 0 (ERA5 GRIB1) is "heightAboveGround" 2
+    in GRIB2, as ECMWF's GRIB2 files and cfgrib have it.
+    """
+    if edition == 2 and level_type == "surface" and param_id in _GRIB2_HEIGHT_ABOVE_GROUND:
+        return "heightAboveGround", _GRIB2_HEIGHT_ABOVE_GROUND[param_id]
+    return level_type, level
 
 
 def _set_parameter_and_level(handle: int, message: GribMessage) -> None:
     param_id = lookup(message.param).param_id
+    level_type, level = grib_level(param_id, message.level_type, message.level, message.edition)
     # paramId first: in GRIB2 it can rewrite the level type (msl -> meanSea), so the level is
     # set after it and both are read back to catch a pair that GRIB cannot express.
     eccodes.codes_set(handle, "paramId", param_id)
-    eccodes.codes_set(handle, "typeOfLevel", message.level_type)
-    eccodes.codes_set(handle, "level", message.level)
+    eccodes.codes_set(handle, "typeOfLevel", level_type)
+    eccodes.codes_set(handle, "level", level)
     written = (eccodes.codes_get(handle, "paramId"), eccodes.codes_get(handle, "typeOfLevel"))
-    if written != (param_id, message.level_type):
+    if written != (param_id, level_type):
         raise ValueError(
-            f"GRIB{message.edition} cannot hold paramId {param_id} on {message.level_type!r} "
+            f"GRIB{message.edition} cannot hold paramId {param_id} on {level_type!r} "
             f"(eccodes made it {written[0]} on {written[1]!r})"
         )
 

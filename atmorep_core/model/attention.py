@@ -11,11 +11,14 @@ straight to its heads' keys and values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from atmorep_core.model.config import Checkpointing
 
 Sources = Mapping[str, tuple[int, int]]  # source name -> (its width, heads attending to it)
 
@@ -79,7 +82,11 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm split-head attention then MLP, each on a residual branch (encoder and decoder)."""
+    """Pre-norm split-head attention then MLP, each on a residual branch (encoder and decoder).
+
+    `checkpointing` ("none", "mlp" or "block", as `ModelConfig.activation_checkpointing`) says
+    what the backward pass recomputes instead of keeping it from the forward pass.
+    """
 
     def __init__(
         self,
@@ -89,8 +96,10 @@ class Block(nn.Module):
         mlp_ratio: float,
         dropout: float,
         qk_norm: bool,
+        checkpointing: Checkpointing = "none",
     ) -> None:
         super().__init__()
+        self.checkpointing = checkpointing
         self.norm = nn.LayerNorm(width)
         self.source_norms = nn.ModuleDict(
             {name: nn.LayerNorm(w) for name, (w, _) in sources.items()}
@@ -101,6 +110,32 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self._recomputes("block"):
+            return recomputed(self._attention_then_mlp, x, sources)
+        return self._attention_then_mlp(x, sources)
+
+    def _attention_then_mlp(
+        self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         normed = {name: norm(sources[name]) for name, norm in self.source_norms.items()}
         x = x + self.drop(self.attention(self.norm(x), normed))  # (B, N, D)
-        return x + self.drop(self.mlp(self.mlp_norm(x)))  # (B, N, D)
+        if self._recomputes("mlp"):
+            return x + recomputed(self._mlp_branch, x)
+        return x + self._mlp_branch(x)  # (B, N, D)
+
+    def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.mlp(self.mlp_norm(x)))  # (B, N, D)
+
+    def _recomputes(self, part: Checkpointing) -> bool:
+        # Without gradients nothing is kept for a backward pass, so there is nothing to save.
+        return self.checkpointing == part and torch.is_grad_enabled()
+
+
+def recomputed(function: Callable[..., torch.Tensor], *args: object) -> torch.Tensor:
+    """`function(*args)`, keeping only its inputs: the backward pass runs it again for the rest.
+
+    Non-reentrant checkpointing takes a mapping of tensors (the sources) as an argument, and it
+    replays the RNG state, so dropout draws the same masks when recomputed."""
+    out = checkpoint(function, *args, use_reentrant=False)
+    assert isinstance(out, torch.Tensor)
+    return out

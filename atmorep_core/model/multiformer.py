@@ -12,36 +12,38 @@ of its weights, and `field_state_dict` / `load_field_state_dict` move one field 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.assembly import FieldState, check_compatible, merge_field_state
 from atmorep_core.model.attention import Block
-from atmorep_core.model.config import FieldModelConfig, ModelConfig
+from atmorep_core.model.config import Checkpointing, FieldModelConfig, ModelConfig
 from atmorep_core.model.embedding import FieldEmbedding
 from atmorep_core.model.io import FieldInput, FieldOutput, ModelInput
 from atmorep_core.model.tail import EnsembleTail
 
 ENCODER = "encoder"  # the decoder's name for the source its cross heads attend to
-# Runs one block on (x, sources): plainly, or recomputed in the backward pass (checkpointing).
-_Runner = Callable[[nn.Module, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 
 
 class FieldModel(nn.Module):
     """All weights of one field: embedding, encoder, decoder and tail."""
 
     def __init__(
-        self, config: FieldModelConfig, coupled: Mapping[str, int], frequencies: int
+        self,
+        config: FieldModelConfig,
+        coupled: Mapping[str, int],
+        frequencies: int,
+        checkpointing: Checkpointing = "none",
     ) -> None:
         super().__init__()
         d, h = config.embed_dim, config.num_heads
         common: dict[str, Any] = {
-            "mlp_ratio": config.mlp_ratio, "dropout": config.dropout, "qk_norm": config.qk_norm
+            "mlp_ratio": config.mlp_ratio, "dropout": config.dropout, "qk_norm": config.qk_norm,
+            "checkpointing": checkpointing,
         }  # fmt: skip
         couplings = {name: (width, config.coupling_heads) for name, width in coupled.items()}
         self.embedding = FieldEmbedding(config.token_points, d, frequencies)
@@ -60,12 +62,10 @@ class FieldModel(nn.Module):
         alpha = field.alpha.reshape(b, tokens.shape[1], -1)  # (B, N, 7)
         return self.embedding(tokens, alpha, field.masked)  # (B, N, D)
 
-    def decode(
-        self, encoded: torch.Tensor, target_index: torch.Tensor, run: _Runner
-    ) -> torch.Tensor:
+    def decode(self, encoded: torch.Tensor, target_index: torch.Tensor) -> torch.Tensor:
         y = encoded  # (B, N, D)
         for block in self.decoder:
-            y = run(block, y, {ENCODER: encoded})
+            y = block(y, {ENCODER: encoded})
         picked = target_index[..., None].expand(-1, -1, y.shape[-1])  # (B, M, D)
         return self.tail(torch.gather(y, 1, picked))  # (B, M, E, P)
 
@@ -80,7 +80,10 @@ class Multiformer(nn.Module):
         self.fields = nn.ModuleDict(
             {
                 f.name: FieldModel(
-                    f, {g: widths[g] for g in config.coupled(f.name)}, config.alpha_frequencies
+                    f,
+                    {g: widths[g] for g in config.coupled(f.name)},
+                    config.alpha_frequencies,
+                    config.activation_checkpointing,
                 )
                 for f in config.fields
             }
@@ -94,9 +97,7 @@ class Multiformer(nn.Module):
         for i in range(depth):  # lockstep: layer i of every field sees the others after layer i-1
             states = {name: self._encode(name, i, states) for name in names}
         return {
-            name: FieldOutput(
-                self.field(name).decode(states[name], inputs[name].target_index, self._run)
-            )
+            name: FieldOutput(self.field(name).decode(states[name], inputs[name].target_index))
             for name in names
         }
 
@@ -105,16 +106,7 @@ class Multiformer(nn.Module):
         if layer >= len(encoder):  # a shallower field keeps its last state for the others
             return states[name]
         others = {g: states[g] for g in self.config.coupled(name)}
-        return self._run(encoder[layer], states[name], others)
-
-    def _run(
-        self, block: nn.Module, x: torch.Tensor, sources: Mapping[str, torch.Tensor]
-    ) -> torch.Tensor:
-        if self.config.checkpoint_activations and torch.is_grad_enabled():
-            out = checkpoint(block, x, sources, use_reentrant=False)
-            assert isinstance(out, torch.Tensor)
-            return out
-        return block(x, sources)
+        return encoder[layer](states[name], others)
 
     def field(self, name: str) -> FieldModel:
         module = self.fields[name]

@@ -77,27 +77,31 @@ def save(run: Path, checkpoint: Checkpoint) -> Path:
     return final
 
 
-def load(path: Path) -> Checkpoint:
-    """A checkpoint from its folder, or from a run folder (its `latest`)."""
+def load(path: Path, training_state: bool = True) -> Checkpoint:
+    """A checkpoint from its folder, or from a run folder (its `latest`).
+
+    `training_state=False` skips the optimizer and RNG files (products need only the weights).
+    """
     folder = latest(path) if (path / LATEST).exists() else path
     if not (folder / "state.json").exists():
         raise ConfigError(f"{path}: not a checkpoint or run folder (no state.json, no latest)")
     state = json.loads((folder / "state.json").read_text())
     if state.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{folder}: checkpoint format {state.get('format_version')}")
-    optimizer_tensors = load_file(str(folder / "optimizer.safetensors"))
-    return Checkpoint(
+    saved = Checkpoint(
         step=int(state["step"]),
         model=load_file(str(folder / "model.safetensors")),
         config=state["config"],
         normalisation=state["normalisation"],
         data_window=state["data_window"],
-        optimizer=_join_optimizer(optimizer_tensors, state["optimizer"]),
-        scheduler=state["scheduler"],
-        torch_rng=load_file(str(folder / "rng.safetensors")),
-        numpy_rng=state["numpy_rng"],
     )
-
+    if training_state:
+        optimizer_tensors = load_file(str(folder / "optimizer.safetensors"))
+        saved.optimizer = _join_optimizer(optimizer_tensors, state["optimizer"])
+        saved.scheduler = state["scheduler"]
+        saved.torch_rng = load_file(str(folder / "rng.safetensors"))
+        saved.numpy_rng = state["numpy_rng"]
+    return saved
 
 def latest(run: Path) -> Path:
     """The newest complete checkpoint folder of a run."""

@@ -19,6 +19,8 @@ Fields are masked independently (each its own draw) or in sync (`MaskingConfig.s
   draws that do not depend on the grid: the BERT masking ratio (the first draw), so the same
   share of tokens becomes targets; forecast and temporal interpolation choose whole time-token
   slices, so with the same n_t they are in sync on the time tokens whatever the spatial grid.
+- A mixture's choice is the first draw of its plan, so synced fields whose mixtures have the
+  same weights pick the same choice (and then plan in sync as above).
 - Noise values are always drawn per field from the caller's generator, so synced fields are
   not perturbed by the same realisation.
 
@@ -40,12 +42,13 @@ from atmorep_core.model.io import FieldInput
 from atmorep_core.training.strategies import (
     Distortion,
     MaskingStrategy,
+    MixtureStrategy,
     StrategyConfig,
     TokenGrid,
     TokenPlan,
 )
 
-__all__ = ["MaskingConfig", "apply_plan", "coarsen_tokens", "mask_batch"]
+__all__ = ["MaskingConfig", "apply_plan", "coarsen_tokens", "mask_batch", "split_mixtures"]
 
 _SEED_BOUND = 2**62
 
@@ -67,11 +70,50 @@ class MaskingConfig(BaseModel):
 
 
 def _recipe_key(loc: Sequence[int | str]) -> list[str]:
-    """The key as the recipe spells it: pydantic puts the strategy's kind after the field name."""
+    """The key as the recipe spells it: pydantic puts the strategy's kind after the field name,
+    and in a mixture after each choice's `strategy`:
+
+        fields.<name>.<kind>.<key>                              -> fields.<name>.<key>
+        fields.<name>.mixture.choices.<i>.strategy.<kind>.<key> -> ....choices.<i>.strategy.<key>
+    """
     parts = [str(part) for part in loc]
-    if len(parts) >= 3 and parts[0] == "fields":
-        del parts[2]  # fields.<name>.<kind>.<key> -> fields.<name>.<key>
-    return parts
+    if parts[:1] != ["fields"]:
+        return parts
+    kinds = {2} | {i + 1 for i in range(3, len(parts)) if parts[i] == "strategy"}
+    return [part for i, part in enumerate(parts) if i not in kinds]
+
+
+def split_mixtures(configs: Mapping[str, MaskingConfig]) -> dict[str, MaskingConfig]:
+    """Named masking configurations with every mixture's choices scored apart (validation).
+
+    A configuration `name` whose fields hold mixtures becomes `name.<i>.<kind>` for each choice
+    i, where every mixture field takes its i-th choice (as synced mixtures of the same weights
+    pick together); the other configurations stay as they are. Mixtures of one configuration
+    need the same number of choices, or a ConfigError names the first field that differs.
+    """
+    split: dict[str, MaskingConfig] = {}
+    for name, config in configs.items():
+        mixtures = {f: s for f, s in config.fields.items() if isinstance(s, MixtureStrategy)}
+        if not mixtures:
+            split[name] = config
+            continue
+        for i in range(_choice_count(mixtures)):
+            chosen = {f: s.choices[i].strategy for f, s in mixtures.items()}
+            kinds = "+".join(dict.fromkeys(s.kind for s in chosen.values()))
+            fields = {**config.fields, **chosen}
+            split[f"{name}.{i}.{kinds}"] = config.model_copy(update={"fields": fields})
+    return split
+
+
+def _choice_count(mixtures: Mapping[str, MixtureStrategy]) -> int:
+    (first, mixture), *others = mixtures.items()
+    for field, other in others:
+        if len(other.choices) != len(mixture.choices):
+            raise ConfigError(
+                f"masking.fields.{field}.choices: {len(other.choices)} choices, {first} has "
+                f"{len(mixture.choices)}: validation scores the i-th choices of all fields together"
+            )
+    return len(mixture.choices)
 
 
 def mask_batch(

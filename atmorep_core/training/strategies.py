@@ -15,7 +15,11 @@ M targets per sample, the same M for every sample of a batch so that targets sta
 Each strategy is one pydantic model (`extra="forbid"`, so a typo is rejected by name) that is
 both its own configuration and an implementation of the `MaskingStrategy` protocol; the
 discriminated union `StrategyConfig` (on the key `kind`) is the registry. A new strategy is one
-class here plus one entry in that union.
+class here plus one entry in `_Plain` (the strategies a mixture may choose from).
+
+`MixtureStrategy` varies the strategy from step to step (AtmoRep trains mostly on BERT, on some
+steps on forecasts): each plan draws one of its choices, with probability proportional to the
+choice's weight, and delegates to it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ __all__ = [
     "IdentityStrategy",
     "InterpolationStrategy",
     "MaskingStrategy",
+    "MixtureChoice",
+    "MixtureStrategy",
     "StrategyConfig",
     "TokenGrid",
     "TokenPlan",
@@ -218,8 +224,53 @@ def _time_slice_plan(grid: TokenGrid, batch_size: int, time_slices: range | list
     return TokenPlan(target_index, torch.full(target_index.shape, int(Distortion.MASK)))
 
 
-StrategyConfig = Annotated[
-    BertStrategy | ForecastStrategy | InterpolationStrategy | IdentityStrategy,
-    Field(discriminator="kind"),
-]
+_Plain = BertStrategy | ForecastStrategy | InterpolationStrategy | IdentityStrategy
+
+
+class MixtureChoice(BaseModel):
+    """One strategy of a mixture and its weight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    """Relative frequency: drawn with probability weight / (sum of the mixture's weights)."""
+    strategy: Annotated[_Plain, Field(discriminator="kind")]
+    """Any strategy but another mixture."""
+
+
+class MixtureStrategy(_Strategy):
+    """A strategy drawn per plan (per step) among weighted choices, e.g. mostly BERT, some forecast.
+
+    The draw is the plan's first random number, a single uniform one, so fields planned from the
+    same seed (`MaskingConfig.synced`) with the same weights pick the same choice, and the
+    chosen strategy's own draws then follow in sync as without a mixture.
+    """
+
+    kind: Literal["mixture"] = "mixture"
+    choices: tuple[MixtureChoice, ...] = Field(min_length=1)
+    """The strategies and their weights."""
+
+    def plan(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> TokenPlan:
+        self._check_choices(grid)
+        index = self.draw(generator)
+        return self.choices[index].strategy.plan(grid, batch_size, generator)
+
+    def draw(self, generator: torch.Generator) -> int:
+        """The index of a choice, with probability proportional to its weight (one draw)."""
+        weights = torch.tensor([choice.weight for choice in self.choices], dtype=torch.float64)
+        edges = (weights.cumsum(0) / weights.sum())[:-1]  # upper edges of all but the last
+        uniform = torch.rand((), generator=generator, dtype=torch.float64)
+        return int(torch.bucketize(uniform, edges, right=True))
+
+    def _check_choices(self, grid: TokenGrid) -> None:
+        # Every choice must fit the grid from the first step, not only once it is drawn: each
+        # plans one sample from a generator of its own, leaving the caller's draws alone.
+        for index, choice in enumerate(self.choices):
+            try:
+                choice.strategy.plan(grid, 1, torch.Generator().manual_seed(0))
+            except ConfigError as error:
+                raise ConfigError(f"choices.{index}.strategy.{error}") from None
+
+
+StrategyConfig = Annotated[_Plain | MixtureStrategy, Field(discriminator="kind")]
 """One field's strategy, chosen by its `kind`."""

@@ -7,8 +7,10 @@ so a run resumed from a checkpoint makes exactly the steps the uninterrupted run
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -29,7 +31,7 @@ from atmorep_core.model.config import model_config_from_dict
 from atmorep_core.model.multiformer import Multiformer
 from atmorep_core.training import checkpoint, distributed, parallel
 from atmorep_core.training.losses import combined_loss
-from atmorep_core.training.masking import mask_batch
+from atmorep_core.training.masking import MaskingConfig, mask_batch, split_mixtures
 from atmorep_core.training.metrics import MetricsLog
 from atmorep_core.training.recipe import TrainRecipe
 from atmorep_core.training.schedule import warmup_cosine
@@ -38,6 +40,8 @@ from atmorep_core.training.validation import move, validate
 # Fault injection for the resume test: SIGKILL the process after this step (and its checkpoint).
 _KILL_AFTER_STEP = "ATMOREP_TEST_KILL_AFTER_STEP"
 _LOGS = ("metrics.csv", "validation.csv")
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+MMAP_THRESHOLD = 1 << 20  # bytes: allocations from this size up get their own mmap
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     train_data: IndexedNeighbourhoods
     validation_data: IndexedNeighbourhoods | None
+    validation: dict[str, MaskingConfig]  # the recipe's, each mixture's choices apart
     first_step: int
 
 
@@ -85,12 +90,30 @@ def train(
     device: str | None = None,
 ) -> TrainSummary:
     """Train per the recipe into the run folder (checkpoints, metrics, resolved recipe)."""
+    return_large_frees_to_os()
     context = distributed.start(device)
     try:
         state = _set_up(recipe, run, context, resume, init_fields or {})
         return _loop(state, run, on_step or (lambda report: None))
     finally:
         distributed.stop()
+
+
+def return_large_frees_to_os() -> bool:
+    """Have glibc give freed blocks of 1 MiB and more back to the OS; False where not glibc.
+
+    glibc keeps freed heap blocks for reuse and raises its mmap threshold after each large free,
+    so a step's freed activations stay in the process and the peak RSS grows step after step
+    (BENCHMARKS.md, "Training step"). A fixed threshold serves large tensors by mmap, returned on
+    free. The environment variable MALLOC_MMAP_THRESHOLD_ does the same, but only if set before
+    the process starts.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None)  # the C library this process already runs on
+    if not hasattr(libc, "gnu_get_libc_version"):  # another libc (musl): other parameters
+        return False
+    return int(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) == 1  # 1: success
 
 
 def _set_up(
@@ -100,6 +123,8 @@ def _set_up(
     resume: bool,
     init_fields: Mapping[str, Path],
 ) -> _Run:
+    # Scores of a random mix of strategies would mean little: each choice is validated apart.
+    validation = split_mixtures(recipe.validation)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.training.seed)
     model = Multiformer(recipe.model)
@@ -125,7 +150,7 @@ def _set_up(
     train_data, validation_data = _datasets(recipe)
     return _Run(
         recipe, context, model, trained, optimizer, scheduler, train_data, validation_data,
-        first_step,
+        validation, first_step,
     )  # fmt: skip
 
 
@@ -272,7 +297,7 @@ def _maybe_validate(state: _Run, done: int, log: MetricsLog | None) -> list[dict
     if state.validation_data is None or not due or not joins:
         return None
     rows = validate(
-        state.model, state.validation_data, state.recipe.validation, state.recipe.loss,
+        state.model, state.validation_data, state.validation, state.recipe.loss,
         training.validation_batches, training.batch_size, training.seed, state.context.device,
     )  # fmt: skip
     for row in rows:

@@ -44,7 +44,10 @@ def validate(
     device: torch.device,
 ) -> list[dict[str, Any]]:
     """One row per (strategy, field): mean losses, RMSE of the ensemble mean and mean spread,
-    all in normalised units, over `batches` fixed batches."""
+    all in normalised units, over `batches` fixed batches.
+
+    A mixture strategy draws one of its choices per batch, so its rows would mix them: the
+    trainer passes `masking.split_mixtures(...)`, which scores each choice apart."""
     was_training = model.training
     model.eval()
     rows = []

@@ -1,0 +1,64 @@
+"""Read what a product starts from: one field's levels at given times over a domain of a store."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from atmorep_core.errors import MissingInputError, StoreError
+from atmorep_core.io.store import Store
+
+_SHOWN = 6  # missing times named in an error before "and N more"
+
+
+def read_window(
+    store: Store,
+    name: str,
+    levels: tuple[int, ...],
+    times: np.ndarray,
+    rows: slice,
+    columns: np.ndarray,
+) -> np.ndarray:
+    """(level, time, lat, lon) float32 values at the given grid rows and columns (any order,
+    e.g. across the date line); MissingInputError naming every missing time."""
+    if name not in store.fields:
+        raise StoreError(f"{store.path}: no field {name!r} (fields: {', '.join(store.fields)})")
+    arrays = store.field(name)
+    stored_levels = [int(v) for v in arrays.levels]
+    absent = [lv for lv in levels if lv not in stored_levels]
+    if absent:
+        raise StoreError(f"{store.path}: {name} has no levels {absent} (has {stored_levels})")
+    index = time_indices(arrays.times, times, f"{name} in {store.path}")
+    data = arrays.fast()
+    times_read = _runs(index)
+    columns_read = _runs(columns)
+    out = np.empty((len(levels), len(times), rows.stop - rows.start, len(columns)), np.float32)
+    for i, level in enumerate(levels):
+        li = stored_levels.index(level)
+        pieces = [
+            [data[t, li, rows, c].read().result() for c in columns_read] for t in times_read
+        ]  # [time run][column run] -> (time, lat, lon) blocks
+        out[i] = np.concatenate([np.concatenate(row, axis=-1) for row in pieces], axis=0)
+    return out
+
+
+def _runs(index: np.ndarray) -> list[slice]:
+    """Consecutive runs of integer indices as slices, in order (one read each)."""
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    return [slice(int(run[0]), int(run[-1]) + 1) for run in np.split(index, breaks)]
+
+
+def time_indices(available: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
+    """Index of every wanted time in `available`; MissingInputError naming those absent."""
+    wanted = wanted.astype("datetime64[s]")
+    at = np.clip(np.searchsorted(available, wanted), 0, max(len(available) - 1, 0))
+    found = (len(available) > 0) & (available[at] == wanted)
+    if not np.all(found):
+        missing = [str(t)[:16] for t in wanted[~found]]
+        more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        held = "none"
+        if len(available):
+            held = f"{str(available[0])[:16]} .. {str(available[-1])[:16]}"
+        raise MissingInputError(
+            f"no input for {what} at {', '.join(missing[:_SHOWN])}{more} (it holds {held})"
+        )
+    return at

@@ -1,0 +1,58 @@
+"""A trained multiformer ready to answer questions: weights, architecture and what it learned on.
+
+Loaded from a checkpoint (or a run folder's latest one) without its optimizer state; the model
+is put in evaluation mode, so dropout is off and the answer depends only on the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atmorep_core.errors import ConfigError
+from atmorep_core.model.config import ModelConfig, model_config_from_dict
+from atmorep_core.model.multiformer import Multiformer
+from atmorep_core.training import checkpoint
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A multiformer with the configuration and normalisation it was trained with."""
+
+    model: Multiformer
+    config: ModelConfig
+    normalisation: dict[str, Any]  # per field, as the trainer saved it (training/trainer.py)
+    recipe: dict[str, Any]  # the resolved training recipe
+    step: int
+    folder: Path  # the checkpoint folder itself (not the run)
+
+    @property
+    def extent(self) -> tuple[int, int, int]:
+        """Points of one neighbourhood in (time, lat, lon): the same for every field."""
+        field = self.config.fields[0]
+        t, y, x = (c * s for c, s in zip(field.token_count, field.token_size, strict=True))
+        return t, y, x
+
+    def forecast_time_tokens(self) -> int:
+        """How many last time tokens the model was trained to forecast (1 if it never was)."""
+        fields = (self.recipe.get("training") or {}).get("masking", {}).get("fields", {})
+        strategies = [c["strategy"] for s in fields.values() for c in s.get("choices", [])]
+        strategies += list(fields.values())
+        counts = [s.get("time_tokens", 1) for s in strategies if s.get("kind") == "forecast"]
+        return max(counts, default=1)
+
+
+def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """The model of a checkpoint folder or run folder; ConfigError if it is not one."""
+    if not path.exists():
+        raise ConfigError(f"--checkpoint {path}: no such run or checkpoint folder")
+    saved = checkpoint.load(path, training_state=False)
+    config = model_config_from_dict(saved.config["model"])
+    model = Multiformer(config)
+    model.load_state_dict(saved.model)
+    model.to(device).eval()
+    folder = checkpoint.latest(path) if (path / checkpoint.LATEST).exists() else path
+    return TrainedModel(model, config, saved.normalisation, saved.config, saved.step, folder)
