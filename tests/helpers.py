@@ -12,6 +12,7 @@ from typing import Any
 import eccodes
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -100,3 +101,32 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+def read_grib(
+    path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ("number",)
+) -> list[dict[str, Any]]:
+    """Per message the given keys (`optional` ones None where undefined), the values and the
+    latitudes and longitudes, (Nj, Ni) each, as eccodes decodes them."""
+    found = []
+    with open(path, "rb") as stream:
+        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
+            record = {key: eccodes.codes_get(handle, key) for key in (*keys, "Ni", "Nj")}
+            for key in optional:
+                defined = eccodes.codes_is_defined(handle, key)
+                record[key] = eccodes.codes_get(handle, key) if defined else None
+            shape = (record["Nj"], record["Ni"])
+            record["values"] = eccodes.codes_get_values(handle).reshape(shape)
+            record["lats"] = eccodes.codes_get_array(handle, "latitudes").reshape(shape)
+            record["lons"] = eccodes.codes_get_array(handle, "longitudes").reshape(shape)
+            found.append(record)
+            eccodes.codes_release(handle)
+    return found
+
+
+def open_cfgrib(path: Path, **filter_by_keys: Any) -> xr.Dataset:
+    """The file as cfgrib reads it (no index file), loaded, with optional key filters."""
+    kwargs: dict[str, Any] = {"indexpath": ""}
+    if filter_by_keys:
+        kwargs["filter_by_keys"] = filter_by_keys
+    return xr.open_dataset(path, engine="cfgrib", backend_kwargs=kwargs).load()

@@ -14,7 +14,6 @@ from typing import Any
 import eccodes
 import numpy as np
 import pytest
-import xarray as xr
 
 from atmorep_core.grid import LatLonGrid
 from atmorep_core.io.grib_write import (
@@ -23,6 +22,7 @@ from atmorep_core.io.grib_write import (
     encode,
     write_messages,
 )
+from tests.helpers import open_cfgrib, read_grib
 
 GRID = LatLonGrid.global_grid(10.0)  # 19 x 36, 90 .. -90, 0 .. 350
 BASE = datetime(2020, 1, 31, 18)
@@ -38,27 +38,7 @@ def packing_error(values: np.ndarray, bits: int = 16) -> float:
 
 def read_eccodes(path: Path) -> list[dict[str, Any]]:
     keys = ("shortName", "paramId", "typeOfLevel", "level", "dataDate", "dataTime", "step")
-    keys += ("stepType", "class", "stream", "type", "edition", "Ni", "Nj")
-    found = []
-    with open(path, "rb") as stream:
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            record = {key: eccodes.codes_get(handle, key) for key in keys}
-            defined = eccodes.codes_is_defined(handle, "number")
-            record["number"] = eccodes.codes_get(handle, "number") if defined else None
-            shape = (record["Nj"], record["Ni"])
-            record["values"] = eccodes.codes_get_values(handle).reshape(shape)
-            record["lats"] = eccodes.codes_get_array(handle, "latitudes").reshape(shape)
-            record["lons"] = eccodes.codes_get_array(handle, "longitudes").reshape(shape)
-            found.append(record)
-            eccodes.codes_release(handle)
-    return found
-
-
-def open_cfgrib(path: Path, **filter_by_keys: Any) -> xr.Dataset:
-    kwargs: dict[str, Any] = {"indexpath": ""}
-    if filter_by_keys:
-        kwargs["filter_by_keys"] = filter_by_keys
-    return xr.open_dataset(path, engine="cfgrib", backend_kwargs=kwargs).load()
+    return read_grib(path, (*keys, "stepType", "class", "stream", "type", "edition"))
 
 
 @pytest.mark.parametrize("edition", [2, 1])

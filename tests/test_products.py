@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import eccodes
 import numpy as np
 import pytest
 import xarray as xr
@@ -21,6 +20,7 @@ from atmorep_core.io.grib_products import write_grib
 from atmorep_core.io.netcdf import write_netcdf
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.plotting import DPI, PANEL_INCHES, plot_longitudes, plot_maps
+from tests.helpers import open_cfgrib, read_grib
 
 INIT = datetime(2021, 3, 14, 12)
 STEPS = (6, 12)
@@ -62,27 +62,8 @@ def packing_bound(values: np.ndarray) -> float:
 
 def read_eccodes(path: Path) -> list[dict[str, Any]]:
     keys = ("shortName", "paramId", "typeOfLevel", "level", "dataDate", "dataTime", "stepRange")
-    keys += ("class", "stream", "type", "edition", "Ni", "Nj")
-    found = []
-    with open(path, "rb") as stream:
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            record = {key: eccodes.codes_get(handle, key) for key in keys}
-            record["endStep"] = eccodes.codes_get(handle, "endStep", int)
-            for key in ("number", "numberOfForecastsInEnsemble"):
-                defined = eccodes.codes_is_defined(handle, key)
-                record[key] = eccodes.codes_get(handle, key) if defined else None
-            shape = (record["Nj"], record["Ni"])
-            record["values"] = eccodes.codes_get_values(handle).reshape(shape)
-            record["lats"] = eccodes.codes_get_array(handle, "latitudes").reshape(shape)
-            record["lons"] = eccodes.codes_get_array(handle, "longitudes").reshape(shape)
-            found.append(record)
-            eccodes.codes_release(handle)
-    return found
-
-
-def open_cfgrib(path: Path, **filter_by_keys: Any) -> xr.Dataset:
-    kwargs = {"indexpath": "", "filter_by_keys": filter_by_keys}
-    return xr.open_dataset(path, engine="cfgrib", backend_kwargs=kwargs).load()
+    keys += ("class", "stream", "type", "edition", "endStep")
+    return read_grib(path, keys, ("number", "numberOfForecastsInEnsemble"))
 
 
 def assert_on_grid(lats: np.ndarray, lons: np.ndarray, grid: LatLonGrid) -> None:

@@ -103,6 +103,7 @@ def load(path: Path, training_state: bool = True) -> Checkpoint:
         saved.numpy_rng = state["numpy_rng"]
     return saved
 
+
 def latest(run: Path) -> Path:
     """The newest complete checkpoint folder of a run."""
     pointer = run / LATEST
