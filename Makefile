@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/atmorep sample --out $(DEMO)/grib
+	$(BIN)/atmorep sample --out $(DEMO)/grib --ifs-like 24
 	$(BIN)/atmorep prepare "$(DEMO)/grib/*.grib" --store $(DEMO)/sample.zarr
 	$(BIN)/atmorep info $(DEMO)/sample.zarr
 	$(BIN)/atmorep model recipes/demo.yaml
 	$(BIN)/atmorep train recipes/demo.yaml --run-dir $(DEMO)/run
 	$(BIN)/atmorep forecast --checkpoint $(DEMO)/run --init 2020-02-01T12 --lead 12h --members 4 \
 	  --out $(DEMO)/forecast --plot temperature --plot velocity_u
+	$(BIN)/atmorep correct --ifs $(DEMO)/grib/ifs_fc_20200201T00.grib2 --checkpoint $(DEMO)/run \
+	  --mode forecast --truth $(DEMO)/sample.zarr -o $(DEMO)/correct/ifs_fc_20200201T00.grib2
 
 lint: $(STAMP)
 	$(BIN)/ruff check atmorep_core atmorep_cli tests benchmarks

@@ -11,7 +11,18 @@ import sys
 
 import typer
 
-from atmorep_cli import forecast, info, model, prepare, sample, train
+from atmorep_cli import correct as correct_cli
+from atmorep_cli import (
+    counterfactual,
+    evaluate,
+    forecast,
+    info,
+    interpolate,
+    model,
+    prepare,
+    sample,
+    train,
+)
 from atmorep_cli.console import err
 from atmorep_core.errors import AtmorepError
 
@@ -28,6 +39,10 @@ app.command("info")(info.command)
 app.command("model")(model.command)
 app.command("train")(train.command)
 app.command("forecast")(forecast.command)
+app.command("evaluate")(evaluate.command)
+app.command("correct")(correct_cli.command)
+app.command("interpolate")(interpolate.command)
+app.command("counterfactual")(counterfactual.command)
 
 
 def run() -> None:

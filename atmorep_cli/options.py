@@ -40,3 +40,23 @@ def parse_area(text: str) -> tuple[float, float, float, float]:
             f"--area {text!r}: expected N/W/S/E in degrees, e.g. 60/-15/45/10"
         ) from None
     return north, west, south, east
+
+
+def hours_after(start: datetime, text: str, option: str) -> int:
+    """A UTC time given as an option, in whole hours after `start` (a product's lead)."""
+    hours = (parse_time(text, option) - start).total_seconds() / 3600
+    if hours < 0 or hours != int(hours):
+        raise ConfigError(f"{option} {text}: not a whole number of hours after {start:%Y-%m-%dT%H}")
+    return int(hours)
+
+
+def parse_assignments(texts: list[str], option: str) -> dict[str, float]:
+    """KEY=NUMBER pairs, e.g. `--set year=2050` -> {"year": 2050.0}."""
+    found = {}
+    for text in texts:
+        key, _, value = text.partition("=")
+        try:
+            found[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: expected KEY=NUMBER, e.g. year=2050") from None
+    return found

@@ -24,6 +24,8 @@ _OPTIONS = {
     "truncation": "--truncation",
     "layers": "--layers",
     "seed": "--seed",
+    "ifs_like_hours": "--ifs-like",
+    "ifs_like_base": "--ifs-like-base",
 }
 
 
@@ -40,18 +42,28 @@ def command(
     seed: int = typer.Option(
         DEFAULT.seed, help="Seed of the initial noise: same seed, same sample."
     ),
+    ifs_like: int = typer.Option(
+        0, help="Hours of an IFS-like forecast with a known model error (GRIB2, class od); 0: none."
+    ),
+    ifs_like_base: str | None = typer.Option(
+        None, help="Its base time (UTC); default: 00 UTC of the last recorded day."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
 ) -> None:
     """Simulate weather with a dynamical core (Held-Suarez) and write it as ERA5 GRIB."""
     try:
         settings = SampleSettings(
-            start=_parse_start(start),
+            start=_parse_start(start, "--start"),
             days=days,
             spinup_days=spinup_days,
             resolution_deg=resolution,
             truncation=truncation,
             layers=layers,
             seed=seed,
+            ifs_like_hours=ifs_like,
+            ifs_like_base=None
+            if ifs_like_base is None
+            else _parse_start(ifs_like_base, "--ifs-like-base"),
         )
     except SampleSettingError as bad:
         raise ConfigError(f"{_OPTIONS.get(bad.key, bad.key)} {bad.reason}") from bad
@@ -69,12 +81,12 @@ def command(
     _report(files, as_json)
 
 
-def _parse_start(text: str) -> datetime:
+def _parse_start(text: str, option: str) -> datetime:
     try:
         start = datetime.fromisoformat(text)
     except ValueError as bad:
         raise ConfigError(
-            f"--start {text!r} is not an ISO date-time such as 2020-01-28T00"
+            f"{option} {text!r} is not an ISO date-time such as 2020-01-28T00"
         ) from bad
     if start.tzinfo is not None:  # GRIB times are UTC
         start = start.astimezone(UTC).replace(tzinfo=None)

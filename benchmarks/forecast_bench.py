@@ -96,7 +96,7 @@ def run_case(name: str, store: Path, run: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     request = ForecastRequest(INIT, case.lead_hours, area=case.area, batch_size=64)
     started = time.perf_counter()
-    manifest = run_forecast_job(ForecastJob(run, out, request, store=store, force=True))
+    manifest = run_forecast_job(ForecastJob(run, out, store=store, force=True, request=request))
     seconds = time.perf_counter() - started
     grid = manifest["grid"]
     return {

@@ -15,6 +15,15 @@ Vertical: the core's sigma layers are interpolated, linearly in log(sigma), to t
 ERA5 levels (level 137 lies a little below the lowest layer centre: it is extrapolated from the
 two lowest layers). Interpolation in sigma is linear, so it is done on spectral coefficients.
 
+IFS-like companion (`ifs_like_hours` > 0): from the reference state at `ifs_like_base` (default:
+00 UTC of the last recorded day) a forecast with a known model error runs for that many hours,
+written as operational IFS GRIB2 (class od, stream oper, type fc, the base time and hourly steps
+0, 1, ...; the same fields, levels and grid) in `ifs_fc_{YYYYMMDDTHH}.grib2`. The error is in
+the boundary layer (`IFS_LIKE_ERROR`): four times the Held-Suarez surface friction and four
+times its thermal relaxation towards the equilibrium temperature near the ground, so the winds
+and temperatures of the lowest levels drift from the reference within hours, the upper ones
+barely. The reference covers every step, so a correction can be scored against it.
+
 Horizontal: the spectral coefficients are summed directly on the target latitudes and longitudes
 (spectral synthesis with the associated Legendre functions evaluated at the regular latitudes).
 The result is the model's own truncated field at every grid point, with no interpolation error
@@ -57,6 +66,9 @@ ERA5_LEVELS = (96, 105, 114, 123, 137)
 # full-level pressure taken as the mean of the two half levels, as the IFS does.
 ERA5_LEVEL_SIGMA = (0.50086565, 0.68423819, 0.83865459, 0.93464005, 0.99881506)
 
+# The IFS-like companion's model error: Held-Suarez constants in units of 1 / day (reference:
+# kf 1 / day surface friction, ks 1 / 4 days thermal relaxation at the surface).
+IFS_LIKE_ERROR = {"kf": 4.0, "ks": 1.0}
 _REFERENCE_KELVIN = 288.0  # isothermal reference of the semi-implicit scheme (stable when warm)
 _POLE_NUDGE_DEG = 0.01  # pole rows are evaluated this close to the pole, where winds have a limit
 
@@ -83,6 +95,8 @@ class SampleSettings:
     seed: int = 0  # seeds the initial temperature noise
     time_step_minutes: int = 10
     noise_kelvin: float = 1.0  # amplitude of the initial grid-point temperature noise
+    ifs_like_hours: int = 0  # hourly steps of the IFS-like companion forecast; 0: none
+    ifs_like_base: datetime | None = None  # its base time; None: 00 UTC of the last record day
 
     def __post_init__(self) -> None:
         self._check(self.start.minute == self.start.second == 0, "start", "must be on the hour")
@@ -94,6 +108,21 @@ class SampleSettings:
         self._check(self.seed >= 0, "seed", "must be >= 0")
         self._check(_divides(self.time_step_minutes, 60), "time_step_minutes", "must divide 60")
         self._check(self.noise_kelvin >= 0, "noise_kelvin", "must be >= 0")
+        self._check(self.ifs_like_hours >= 0, "ifs_like_hours", "must be >= 0")
+        if self.ifs_like_hours:
+            self._check_companion()
+
+    def _check_companion(self) -> None:
+        """Every step of the IFS-like forecast needs its reference hour in the record."""
+        base, last = self.companion_base, self.start + timedelta(hours=self.hours - 1)
+        end = base + timedelta(hours=self.ifs_like_hours - 1)
+        key = "ifs_like_hours" if self.ifs_like_base is None else "ifs_like_base"
+        on_hour = base.minute == base.second == 0
+        reason = (
+            f"must keep the forecast from {base:%Y-%m-%dT%H} to {end:%Y-%m-%dT%H} inside the "
+            f"record {self.start:%Y-%m-%dT%H} .. {last:%Y-%m-%dT%H}, on whole hours"
+        )
+        self._check(self.start <= base and end <= last and on_hour, key, reason)
 
     def _check(self, ok: bool, key: str, reason: str) -> None:
         if not ok:
@@ -106,6 +135,14 @@ class SampleSettings:
     @property
     def spinup_hours(self) -> int:
         return round(self.spinup_days * 24)
+
+    @property
+    def companion_base(self) -> datetime:
+        """The IFS-like forecast's base time."""
+        if self.ifs_like_base is not None:
+            return self.ifs_like_base
+        last = self.start + timedelta(hours=self.hours - 1)
+        return max(self.start, last.replace(hour=0))
 
 
 def _is_whole(value: float) -> bool:
@@ -189,6 +226,7 @@ class _Core:
     grid: Any
     centres: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    advance_with_error: Callable[[Any], Any] | None = None  # the IFS-like companion's hour
 
 
 def _build_core(settings: SampleSettings) -> _Core:
@@ -199,8 +237,12 @@ def _build_core(settings: SampleSettings) -> _Core:
 
     specs = units.SimUnits.from_si()
     coords = _coordinates(settings, specs)
+    with_error = None
+    if settings.ifs_like_hours:
+        with_error = jax.jit(_hourly_step(coords, specs, settings, IFS_LIKE_ERROR))
     return _Core(
         advance_hour=jax.jit(_hourly_step(coords, specs, settings)),
+        advance_with_error=with_error,
         diagnose=jax.jit(_diagnostics_fn(coords, specs)),
         initial_state=_initial_state(coords, specs, settings),
         grid=coords.horizontal,
@@ -224,14 +266,18 @@ def _coordinates(settings: SampleSettings, specs: Any) -> Any:
     return coordinate_systems.CoordinateSystem(grid, vertical)
 
 
-def _hourly_step(coords: Any, specs: Any, settings: SampleSettings) -> Callable[[Any], Any]:
-    """Primitive equations + Held-Suarez forcing, semi-implicit steps repeated for one hour."""
+def _hourly_step(
+    coords: Any, specs: Any, settings: SampleSettings, per_day: dict[str, float] | None = None
+) -> Callable[[Any], Any]:
+    """Primitive equations + Held-Suarez forcing, semi-implicit steps repeated for one hour;
+    `per_day` changes Held-Suarez rate constants (in 1 / day) from their reference values."""
     from dinosaur import held_suarez, primitive_equations, scales, time_integration
 
     reference = np.full(coords.vertical.layers, _nondimensional_kelvin(specs, _REFERENCE_KELVIN))
     flat = np.zeros(coords.horizontal.modal_shape, np.float32)
     dynamics = primitive_equations.PrimitiveEquationsSigma(reference, flat, coords, specs)
-    forcing = held_suarez.HeldSuarezForcingSigma(coords, specs, reference)
+    rates = {key: value / scales.units.day for key, value in (per_day or {}).items()}
+    forcing = held_suarez.HeldSuarezForcingSigma(coords, specs, reference, **rates)
     equation = time_integration.compose_equations([dynamics, forcing])
     dt = specs.nondimensionalize(settings.time_step_minutes * scales.units.minute)
     step = time_integration.imex_rk_sil3(equation, dt)
@@ -366,25 +412,69 @@ def _check_finite(values: np.ndarray, when: str) -> None:
 
 
 def _frames(
-    core: _Core, settings: SampleSettings, grid: LatLonGrid, progress: Progress
+    core: _Core,
+    settings: SampleSettings,
+    grid: LatLonGrid,
+    progress: Progress,
+    branch: dict[str, Any],
 ) -> Iterator[tuple[datetime, np.ndarray]]:
-    """(valid time, (fields, levels, lat, lon)) for every recorded hour, computed lazily."""
-    weights = vertical_weights(core.centres, ERA5_LEVEL_SIGMA)
-    synthesis = make_synthesis(
-        core.grid.longitude_wavenumbers,
-        core.grid.total_wavenumbers,
-        grid.lats,
-        grid.lons,
-    )
-    core = _compile(core, progress)
+    """(valid time, (fields, levels, lat, lon)) for every recorded hour, computed lazily; the
+    state at the companion's base time goes into `branch["state"]`."""
+    to_latlon = _output(core, grid)
     state = _spin_up(core, settings.spinup_hours, progress)
     for hour in range(settings.hours):
         if hour > 0:
             state = core.advance_hour(state)
-        values = _to_latlon(np.asarray(core.diagnose(state)), weights, synthesis)
+        valid_time = settings.start + timedelta(hours=hour)
+        if settings.ifs_like_hours and valid_time == settings.companion_base:
+            branch["state"] = state
+        values = to_latlon(state)
         _check_finite(values, "the record")
         progress("record", (hour + 1) / settings.hours)
-        yield settings.start + timedelta(hours=hour), values
+        yield valid_time, values
+
+
+def _output(core: _Core, grid: LatLonGrid) -> Callable[[Any], np.ndarray]:
+    """state -> (fields, levels, lat, lon) on the output grid."""
+    weights = vertical_weights(core.centres, ERA5_LEVEL_SIGMA)
+    synthesis = make_synthesis(
+        core.grid.longitude_wavenumbers, core.grid.total_wavenumbers, grid.lats, grid.lons
+    )
+    return lambda state: _to_latlon(np.asarray(core.diagnose(state)), weights, synthesis)
+
+
+def ifs_like_file_name(base: datetime) -> str:
+    return f"ifs_fc_{base:%Y%m%dT%H}.grib2"
+
+
+def _write_ifs_like(
+    out_dir: Path, core: _Core, state: Any, settings: SampleSettings, grid: LatLonGrid,
+    progress: Progress,
+) -> Path:  # fmt: skip
+    """The IFS-like forecast from `state`: class od, type fc, hourly steps from 0, GRIB2."""
+    assert core.advance_with_error is not None
+    to_latlon, base = _output(core, grid), settings.companion_base
+    path = out_dir / ifs_like_file_name(base)
+    with GribWriter(path) as writer:
+        for step in range(settings.ifs_like_hours):
+            if step > 0:
+                state = core.advance_with_error(state)
+            values = to_latlon(state)
+            _check_finite(values, "the IFS-like forecast")
+            for name, levels in zip(SAMPLE_FIELDS, values, strict=True):
+                for level, level_values in zip(ERA5_LEVELS, levels, strict=True):
+                    writer.write(_ifs_message(name, level, base, step, level_values, grid))
+            progress("ifs-like", (step + 1) / settings.ifs_like_hours)
+    return path
+
+
+def _ifs_message(
+    name: str, level: int, base: datetime, step: int, values: np.ndarray, grid: LatLonGrid
+) -> GribMessage:
+    return GribMessage(
+        name, "hybrid", level, base, values, grid, step_hours=step, ecmwf_class="od",
+        stream="oper", data_type="fc",
+    )  # fmt: skip
 
 
 def sample_file_name(name: str, year: int, month: int) -> str:
@@ -416,7 +506,14 @@ def _write_provenance(path: Path, settings: SampleSettings, core: _Core, files: 
     record = {
         "core": "dinosaur primitive equations (sigma), Held-Suarez forcing, flat dry planet",
         "initial_state": "Jablonowski-Williamson jets + baroclinic perturbation + seeded noise",
-        "settings": {**asdict(settings), "start": settings.start.isoformat()},
+        "settings": {
+            **asdict(settings),
+            "start": settings.start.isoformat(),
+            "ifs_like_base": settings.companion_base.isoformat()
+            if settings.ifs_like_hours
+            else None,
+        },
+        "ifs_like_error_per_day": IFS_LIKE_ERROR if settings.ifs_like_hours else None,
         "sigma_boundaries": sigma_boundaries(settings.layers).tolist(),
         "sigma_centres": core.centres.tolist(),
         "era5_levels": list(ERA5_LEVELS),
@@ -436,9 +533,12 @@ def generate_sample(
     """Run the core, write the GRIB files and `sample.json`; return their paths (json last)."""
     report: Progress = progress or (lambda stage, fraction: None)
     grid = LatLonGrid.global_grid(settings.resolution_deg)
-    core = _build_core(settings)
+    core = _compile(_build_core(settings), report)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = _write_months(out_dir, _frames(core, settings, grid, report), grid)
+    branch: dict[str, Any] = {}
+    files = _write_months(out_dir, _frames(core, settings, grid, report, branch), grid)
+    if settings.ifs_like_hours:
+        files.append(_write_ifs_like(out_dir, core, branch["state"], settings, grid, report))
     provenance = out_dir / "sample.json"
     _write_provenance(provenance, settings, core, files)
     return [*files, provenance]

@@ -20,6 +20,7 @@ import torch
 
 from atmorep_core.data.neighbourhood import token_alpha
 from atmorep_core.errors import ConfigError
+from atmorep_core.inference.alpha import AlphaChange
 from atmorep_core.inference.tiling import Stitcher, Tiling
 from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.model.io import FieldInput, FieldOutput
@@ -60,8 +61,11 @@ def ask(
     selectors: Sequence[Selector],
     batch_size: int,
     progress: Progress | None = None,
+    alpha: AlphaChange | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Stitched answers over the domain, one mapping per selector: field -> (L, k*t, R, C)."""
+    """Stitched answers over the domain, one mapping per selector: field -> (L, k*t, R, C).
+
+    `alpha` changes the tokens' conditioning before the model sees it (counterfactuals)."""
     device = _device_of(predictor)
     stitchers = [
         {name: Stitcher(tiling, _answer_leading(f, strategy)) for name, f in fields.items()}
@@ -71,7 +75,7 @@ def ask(
     for first in range(0, len(positions), batch_size):
         chosen = positions[first : first + batch_size]
         inputs = {
-            name: _field_input(f, chosen, times, tiling, strategy, device)
+            name: _field_input(f, chosen, times, tiling, strategy, device, alpha)
             for name, f in fields.items()
         }
         with torch.inference_mode():
@@ -94,6 +98,7 @@ def _field_input(
     tiling: Tiling,
     strategy: MaskingStrategy,
     device: torch.device,
+    alpha: AlphaChange | None,
 ) -> FieldInput:
     """The model's question for a batch of tiles, distorted as the strategy does in training."""
     config, grid = field.config, tiling.grid
@@ -110,8 +115,11 @@ def _field_input(
             )
         )  # fmt: skip
     tokens = tokenize(torch.from_numpy(np.stack(points)), config.token_size).to(device)
+    conditioning = torch.stack(alphas).to(device)  # (B, L, n_t, n_y, n_x, 7)
+    if alpha:
+        conditioning = alpha.apply(conditioning)
     plan = _plan(strategy, config, len(positions))
-    question, _ = apply_plan(tokens, torch.stack(alphas).to(device), plan, _generator(device))
+    question, _ = apply_plan(tokens, conditioning, plan, _generator(device))
     return question
 
 

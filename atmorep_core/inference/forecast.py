@@ -5,32 +5,28 @@ One iteration shows the model a neighbourhood whose last `time_tokens` time toke
 advances the forecast by k = time_tokens x token time steps. Longer leads feed each iteration's
 stitched answer back as the newest input, as a forecaster would.
 
-Members: a 1-member product follows the mean over the tail's heads (the least-squares forecast).
-An ensemble follows one head per member and iteration, drawn from a seeded generator and
-stratified so that members take different heads whenever there are at most as many members as
-heads; every member then continues from its own answers (its own trajectory).
+Members (`members.py`): a 1-member product follows the mean over the tail's heads; an ensemble
+follows one head per member and iteration, and every member then continues from its own answers
+(its own trajectory). `request.alpha` changes the conditioning (counterfactuals).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
 from atmorep_core.errors import ConfigError, StoreError
+from atmorep_core.inference.alpha import AlphaChange
+from atmorep_core.inference.domain import Bounds, Domain, provenance
 from atmorep_core.inference.engine import DomainField, Predictor, Progress, Selector, ask
-from atmorep_core.inference.inputs import read_window
-from atmorep_core.inference.statistics import FieldStatistics
-from atmorep_core.inference.tiling import Tiling, area_from_bounds, tile
+from atmorep_core.inference.members import draw_heads, progress_part
 from atmorep_core.inference.trained import TrainedModel
-from atmorep_core.io.product import Product, ProductField
+from atmorep_core.io.product import Product
 from atmorep_core.io.store import Store
-from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.training.strategies import ForecastStrategy
-
-Bounds = tuple[float, float, float, float]  # north, west, south, east in degrees
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,7 @@ class ForecastRequest:
     time_tokens: int | None = None  # None: as the model was trained (or 1)
     every_hours: int | None = None  # output interval; None: every time step
     batch_size: int = 16
+    alpha: AlphaChange = field(default_factory=AlphaChange)  # counterfactual: changed alpha
 
 
 @dataclass(frozen=True)
@@ -80,47 +77,22 @@ def forecast(
     """The forecast product; `predictor` defaults to the trained model (tests pass others)."""
     strategy = ForecastStrategy(time_tokens=request.time_tokens or trained.forecast_time_tokens())
     plan = _plan(trained, store, request, strategy.time_tokens)
-    area = None if request.area is None else area_from_bounds(store.grid, request.area)
-    tiling = tile(store.grid, trained.extent[1:], area)
+    domain = Domain.of(trained, store, request.area, statistics_store)
     init = np.datetime64(request.init.replace(tzinfo=None), "s")
-    configs = {f.name: f for f in trained.config.fields}
-    stats = {
-        name: FieldStatistics(
-            name, f.levels, trained.normalisation[name], statistics_store, tiling.domain_rows,
-            tiling.domain_columns,
-        )
-        for name, f in configs.items()
-    }  # fmt: skip
-    states = [_start(store, configs, stats, plan.input_times(init), tiling)] * request.members
-    heads = _draw_heads(request.members, plan.iterations, request.seed, trained)
-    rows, columns = tiling.area_in_domain()
-    kept: dict[str, list[np.ndarray]] = {name: [] for name in configs}
+    states = [domain.read_normalised(store, plan.input_times(init))] * request.members
+    heads = draw_heads(request.members, plan.iterations, request.seed, trained)
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in domain.configs}
     for iteration in range(plan.iterations):
         times = plan.window_times(init, iteration)
         states = _advance(
-            predictor or trained.model, states, heads[iteration], times, tiling, strategy,
-            configs, request.batch_size, _part(progress, iteration, plan.iterations),
+            predictor or trained.model, states, heads[iteration], times, domain, strategy,
+            request, progress_part(progress, iteration, plan.iterations, "lead step"),
         )  # fmt: skip
-        for name in configs:
+        for name in domain.configs:
             answers = np.stack([s[name][:, -plan.ahead :] for s in states])  # (M, L, k, R, C)
-            physical = stats[name].denormalise(answers, times[-plan.ahead :])
-            kept[name].append(physical[..., rows, :][..., columns])  # (M, L, k, r, c)
-    return _product(trained, store, request, plan, tiling, kept)
-
-
-def _start(
-    store: Store,
-    configs: dict[str, FieldModelConfig],
-    stats: dict[str, FieldStatistics],
-    times: np.ndarray,
-    tiling: Tiling,
-) -> dict[str, np.ndarray]:
-    """The normalised (L, given, R, C) input of every field: what all members start from."""
-    domain = (tiling.domain_rows, tiling.domain_columns)
-    return {
-        name: stats[name].normalise(read_window(store, name, f.levels, times, *domain), times)
-        for name, f in configs.items()
-    }
+            physical = domain.statistics[name].denormalise(answers, times[-plan.ahead :])
+            kept[name].append(domain.in_area(physical))  # (M, L, k, r, c)
+    return _product(trained, store, request, plan, domain, kept)
 
 
 def _advance(
@@ -128,10 +100,9 @@ def _advance(
     states: list[dict[str, np.ndarray]],
     heads: list[Selector],
     times: np.ndarray,
-    tiling: Tiling,
+    domain: Domain,
     strategy: ForecastStrategy,
-    configs: dict[str, FieldModelConfig],
-    batch_size: int,
+    request: ForecastRequest,
     progress: Progress | None,
 ) -> list[dict[str, np.ndarray]]:
     """Every member's state moved on by one iteration: oldest steps dropped, answers appended."""
@@ -143,12 +114,15 @@ def _advance(
     for state, selectors in groups:
         ahead = len(times) - next(iter(state.values())).shape[1]
         fields = {
-            name: DomainField(configs[name], _with_room(v, ahead)) for name, v in state.items()
+            name: DomainField(domain.configs[name], _with_room(v, ahead))
+            for name, v in state.items()
         }
-        for answer in ask(
-            predictor, fields, times, tiling, strategy, selectors, batch_size, progress
-        ):
-            moved.append({name: _shift(state[name], answer[name]) for name in state})
+        answers = ask(
+            predictor, fields, times, domain.tiling, strategy, selectors, request.batch_size,
+            progress,
+            request.alpha,
+        )  # fmt: skip
+        moved += [{name: _shift(state[name], a[name]) for name in state} for a in answers]
     return moved
 
 
@@ -190,56 +164,21 @@ def _plan(trained: TrainedModel, store: Store, request: ForecastRequest, time_to
     return _Plan(step, window - ahead, ahead, lead, keep)
 
 
-def _draw_heads(
-    members: int, iterations: int, seed: int, trained: TrainedModel
-) -> list[list[Selector]]:
-    """Per iteration the head each member follows (None: the mean, for a single member)."""
-    if members < 1:
-        raise ConfigError(f"--members: at least 1, got {members}")
-    if members == 1:
-        return [[None]] * iterations
-    heads = min(f.tail_heads for f in trained.config.fields)
-    rng = np.random.default_rng(seed)
-    plan: list[list[Selector]] = []
-    for _ in range(iterations):
-        # Stratified: member m takes the head under (perm[m] + u) / members, all heads distinct
-        # when members <= heads.
-        where = (rng.permutation(members) + rng.random()) / members
-        plan.append([int(h) for h in np.floor(where * heads)])
-    return plan
-
-
-def _part(progress: Progress | None, iteration: int, iterations: int) -> Progress | None:
-    """A progress callback for one iteration's share of the whole run."""
-    if progress is None:
-        return None
-    return lambda message, fraction: progress(
-        f"lead step {iteration + 1}/{iterations}, {message}", (iteration + fraction) / iterations
-    )
-
-
 def _product(
     trained: TrainedModel,
     store: Store,
     request: ForecastRequest,
     plan: _Plan,
-    tiling: Tiling,
+    domain: Domain,
     kept: dict[str, list[np.ndarray]],
 ) -> Product:
     hours = plan.step / np.timedelta64(1, "h")
     chosen = plan.keep - 1  # 0-based lead steps
     fields = []
-    for f in trained.config.fields:
-        values = np.concatenate(kept[f.name], axis=2)[:, :, : plan.lead]  # (M, L, lead, r, c)
+    for name in domain.configs:
+        values = np.concatenate(kept[name], axis=2)[:, :, : plan.lead]  # (M, L, lead, r, c)
         values = values[:, :, chosen].transpose(0, 2, 1, 3, 4)  # (M, step, L, r, c)
-        level_type = store.field(f.name).meta.level_type
-        fields.append(ProductField(f.name, level_type, f.levels, tiling.area_grid(), values))
-    attributes = {
-        "checkpoint": str(trained.folder),
-        "checkpoint_step": str(trained.step),
-        "input_store": str(store.path),
-        "members": str(request.members),
-        "seed": str(request.seed),
-    }
+        fields.append(domain.product_field(store, name, values))
+    attributes = provenance(trained, str(store.path), request.members, request.seed)
     steps = tuple(round(float(k * hours)) for k in plan.keep)
     return Product(request.init.replace(tzinfo=None), steps, tuple(fields), "forecast", attributes)

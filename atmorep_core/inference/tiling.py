@@ -171,10 +171,11 @@ def _circle_starts(size: int, n: int) -> tuple[int, ...]:
 
 def hann_weights(rows: int, cols: int) -> np.ndarray:
     """(rows, cols) float64 blending weights: separable Hann, positive everywhere, peak 1."""
-    return np.outer(_hann(rows), _hann(cols))
+    return np.outer(hann(rows), hann(cols))
 
 
-def _hann(n: int) -> np.ndarray:
+def hann(n: int) -> np.ndarray:
+    """(n,) float64 Hann weights, positive everywhere, peak 1."""
     # Sampled at cell centres, so the edge cells keep a small positive weight.
     return np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
 

@@ -36,6 +36,11 @@ class TrainedModel:
         t, y, x = (c * s for c, s in zip(field.token_count, field.token_size, strict=True))
         return t, y, x
 
+    @property
+    def training_store(self) -> Path:
+        """The store it was trained on (the local normalisation statistics lie there)."""
+        return Path(next(iter(self.normalisation.values()))["store"])
+
     def forecast_time_tokens(self) -> int:
         """How many last time tokens the model was trained to forecast (1 if it never was)."""
         fields = (self.recipe.get("training") or {}).get("masking", {}).get("fields", {})

@@ -1,0 +1,154 @@
+"""What every product command (forecast, interpolate, counterfactual) does around its core.
+
+Find the input: a store (`--store`), GRIB files (`--input`, ingested into a cache store in the
+output folder with `prepare`, so a rerun reads nothing twice) or, by default, the store the
+checkpoint was trained on. Locally normalised fields take their statistics from the training
+store (a few days of input cannot give per-grid-point monthly statistics); `--stats-store`
+names another. Guard the output folder (`io.run_folder.ProductRun`: one writer, idempotent
+reruns, manifest last) and write the products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from atmorep_core.data.ingest_plan import IngestOptions
+from atmorep_core.data.prepare import prepare
+from atmorep_core.errors import StoreError
+from atmorep_core.inference.series import InputSeries
+from atmorep_core.inference.trained import TrainedModel, load_trained
+from atmorep_core.io.product import Product
+from atmorep_core.io.product_outputs import OutputOptions, write_outputs
+from atmorep_core.io.run_folder import ProductRun
+from atmorep_core.io.store import Store
+
+INPUT_CACHE = ".inputs.zarr"  # GRIB input of one product, one series
+INPUT_FILES = ".inputs"  # GRIB input file by file, named by checksum
+
+Manifest = dict[str, Any]
+# Writes a run's products; returns the files written and the summary for the manifest.
+Make = Callable[[ProductRun], tuple[Sequence[Path], dict[str, Any]]]
+# The products of a run from the model (the job's inputs are read inside).
+Compute = Callable[[TrainedModel], Sequence["Output"]]
+
+
+@dataclass(frozen=True)
+class ProductJob:
+    """The settings every product command shares: model, input, output folder and formats."""
+
+    checkpoint: Path
+    out: Path
+    store: Path | None = None
+    grib_inputs: tuple[Path, ...] = ()
+    statistics_store: Path | None = None
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    device: str = "cpu"
+    force: bool = False  # recompute even when the outputs are up to date
+
+    def shared_request(self, trained: TrainedModel) -> dict[str, Any]:
+        """What the outputs depend on besides the command's own request."""
+        return {
+            "checkpoint": str(trained.folder.resolve()),
+            "checkpoint_step": trained.step,
+            "store": None if self.store is None else str(self.store.resolve()),
+            "inputs": [str(p.resolve()) for p in self.grib_inputs],
+            "statistics_store": self.statistics_store and str(self.statistics_store),
+            "outputs": asdict(self.outputs),
+        }
+
+    def input_store(self, trained: TrainedModel) -> Store:
+        """The input as one store: all GRIB files must make one series without gaps."""
+        if self.grib_inputs:
+            return _ingest(self.grib_inputs, self.out / INPUT_CACHE, trained)
+        return _open(self.store or trained.training_store, "input store")
+
+    def input_series(self, trained: TrainedModel) -> InputSeries:
+        """The input as one store per GRIB file, so that files may leave gaps between them."""
+        if not self.grib_inputs:
+            return InputSeries([self.input_store(trained)])
+        caches = [self.out / INPUT_FILES / f"{_sha256(p)[:16]}.zarr" for p in self.grib_inputs]
+        stores = [_ingest([p], c, trained) for p, c in zip(self.grib_inputs, caches, strict=True)]
+        return InputSeries(stores)
+
+    def statistics(self, trained: TrainedModel) -> Store | None:
+        """The store of local normalisation statistics; None if every field is global."""
+        if all(f.normalisation != "local" for f in trained.config.fields):
+            return None
+        return _open(self.statistics_store or trained.training_store, "statistics store")
+
+
+def run_product(run: ProductRun, force: bool, make: Make) -> Manifest:
+    """`make` the products under the folder's lock unless an earlier run already did: the
+    manifest, with `"skipped": True` if it was up to date, and the seconds `make` took."""
+    with run.locked():
+        earlier = None if force else run.up_to_date()
+        if earlier is not None:
+            return {**earlier, "skipped": True}
+        started = time.perf_counter()
+        outputs, summary = make(run)
+        summary = {**summary, "seconds": round(time.perf_counter() - started, 2)}
+        return {**run.finish(outputs, summary), "skipped": False}
+
+
+@dataclass(frozen=True)
+class Output:
+    """One product of a run and where it goes: the run's stem + `suffix`, with maps or not."""
+
+    product: Product
+    suffix: str = ""
+    maps: bool = True
+
+
+def run_job(job: ProductJob, stem: str, request: dict[str, Any], compute: Compute) -> Manifest:
+    """Load the model, then `compute` the products from the input and write them
+    (`run_product`); `request` is what they depend on besides the job's shared settings."""
+    trained = load_trained(job.checkpoint, job.device)
+    run = ProductRun(job.out, stem, {**job.shared_request(trained), **request})
+
+    def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
+        outputs = compute(trained)
+        written = []
+        for output in outputs:
+            named = ProductRun(run.folder, run.stem + output.suffix, run.request)
+            options = job.outputs if output.maps else replace(job.outputs, plot_fields=())
+            written += write_outputs(named, output.product, options)
+        summary = product_summary(outputs[0].product)
+        if len(outputs) > 1:
+            summary["products"] = [run.stem + output.suffix for output in outputs]
+        return written, summary
+
+    return run_product(run, job.force, make)
+
+
+def product_summary(product: Product) -> dict[str, Any]:
+    """The manifest's description of a product."""
+    return {
+        "init": product.init.isoformat(),
+        "steps_hours": list(product.steps_hours),
+        "members": product.members,
+        "fields": [f.name for f in product.fields],
+        "grid": asdict(product.fields[0].grid),
+    }
+
+
+def _ingest(paths: Sequence[Path], cache: Path, trained: TrainedModel) -> Store:
+    """The model's fields of GRIB files prepared into a cache store (a rerun reads nothing)."""
+    fields = tuple(f.name for f in trained.config.fields)
+    prepare(list(paths), cache, IngestOptions(fields=fields))
+    return Store.open(cache)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _open(path: Path, role: str) -> Store:
+    if not path.exists():
+        raise StoreError(f"{path}: the {role} does not exist")
+    return Store.open(path)
