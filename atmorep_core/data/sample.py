@@ -32,12 +32,10 @@ and no smoothing; winds come from u cos(lat) and v cos(lat), divided by cos(lat)
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -46,21 +44,19 @@ from typing import Any
 
 import numpy as np
 
+from atmorep_core.data.sample_grib import (
+    ERA5_LEVELS,
+    SAMPLE_FIELDS,
+    frame_messages,
+    ifs_like_file_name,
+    write_months,
+)
 from atmorep_core.errors import ConfigError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.grib_write import GribMessage, GribWriter
+from atmorep_core.io.grib_write import GribWriter
 
 Progress = Callable[[str, float], None]
 
-SAMPLE_FIELDS = (
-    "vorticity",
-    "divergence",
-    "temperature",
-    "velocity_u",
-    "velocity_v",
-    "velocity_z",
-)
-ERA5_LEVELS = (96, 105, 114, 123, 137)
 # Full-level sigma (p / ps) of those ERA5 L137 model levels for ps = 1013.25 hPa, from the a/b
 # coefficients of the L137 table (the `pv` key of any ERA5 / IFS model-level GRIB), with the
 # full-level pressure taken as the mean of the two half levels, as the IFS does.
@@ -443,10 +439,6 @@ def _output(core: _Core, grid: LatLonGrid) -> Callable[[Any], np.ndarray]:
     return lambda state: _to_latlon(np.asarray(core.diagnose(state)), weights, synthesis)
 
 
-def ifs_like_file_name(base: datetime) -> str:
-    return f"ifs_fc_{base:%Y%m%dT%H}.grib2"
-
-
 def _write_ifs_like(
     out_dir: Path, core: _Core, state: Any, settings: SampleSettings, grid: LatLonGrid,
     progress: Progress,
@@ -461,57 +453,21 @@ def _write_ifs_like(
                 state = core.advance_with_error(state)
             values = to_latlon(state)
             _check_finite(values, "the IFS-like forecast")
-            for name, levels in zip(SAMPLE_FIELDS, values, strict=True):
-                for level, level_values in zip(ERA5_LEVELS, levels, strict=True):
-                    writer.write(_ifs_message(name, level, base, step, level_values, grid))
+            for message in frame_messages(values, base, grid, step=step, ifs_like=True):
+                writer.write(message)
             progress("ifs-like", (step + 1) / settings.ifs_like_hours)
     return path
 
 
-def _ifs_message(
-    name: str, level: int, base: datetime, step: int, values: np.ndarray, grid: LatLonGrid
-) -> GribMessage:
-    return GribMessage(
-        name, "hybrid", level, base, values, grid, step_hours=step, ecmwf_class="od",
-        stream="oper", data_type="fc",
-    )  # fmt: skip
-
-
-def sample_file_name(name: str, year: int, month: int) -> str:
-    return f"era5_{name}_y{year:04d}_m{month:02d}.grib"
-
-
-def _write_months(
-    out_dir: Path, frames: Iterator[tuple[datetime, np.ndarray]], grid: LatLonGrid
-) -> list[Path]:
-    """One file per field and month; each is renamed into place when its month is complete."""
-    written: list[Path] = []
-    for (year, month), month_frames in itertools.groupby(
-        frames, key=lambda frame: (frame[0].year, frame[0].month)
-    ):
-        paths = [out_dir / sample_file_name(name, year, month) for name in SAMPLE_FIELDS]
-        with ExitStack() as stack:
-            writers = [stack.enter_context(GribWriter(path)) for path in paths]
-            for valid_time, values in month_frames:
-                for writer, name, levels in zip(writers, SAMPLE_FIELDS, values, strict=True):
-                    for level, level_values in zip(ERA5_LEVELS, levels, strict=True):
-                        writer.write(
-                            GribMessage(name, "hybrid", level, valid_time, level_values, grid)
-                        )
-        written.extend(paths)
-    return written
-
-
 def _write_provenance(path: Path, settings: SampleSettings, core: _Core, files: list[Path]) -> None:
+    base = settings.companion_base.isoformat()
     record = {
         "core": "dinosaur primitive equations (sigma), Held-Suarez forcing, flat dry planet",
         "initial_state": "Jablonowski-Williamson jets + baroclinic perturbation + seeded noise",
         "settings": {
             **asdict(settings),
             "start": settings.start.isoformat(),
-            "ifs_like_base": settings.companion_base.isoformat()
-            if settings.ifs_like_hours
-            else None,
+            "ifs_like_base": base if settings.ifs_like_hours else None,
         },
         "ifs_like_error_per_day": IFS_LIKE_ERROR if settings.ifs_like_hours else None,
         "sigma_boundaries": sigma_boundaries(settings.layers).tolist(),
@@ -536,7 +492,7 @@ def generate_sample(
     core = _compile(_build_core(settings), report)
     out_dir.mkdir(parents=True, exist_ok=True)
     branch: dict[str, Any] = {}
-    files = _write_months(out_dir, _frames(core, settings, grid, report, branch), grid)
+    files = write_months(out_dir, _frames(core, settings, grid, report, branch), grid)
     if settings.ifs_like_hours:
         files.append(_write_ifs_like(out_dir, core, branch["state"], settings, grid, report))
     provenance = out_dir / "sample.json"
