@@ -3,7 +3,8 @@
 Figures are drawn with matplotlib's object API on an Agg canvas, so plotting neither needs a
 display nor changes the backend of a session that imports this module. Coastlines are drawn when
 cartopy is installed and its Natural Earth 110m coastline file is already on disk; plotting never
-downloads anything, and without them the map is a plain latitude-longitude plot.
+downloads anything, and without them the map is a plain latitude-longitude plot. A field on a
+rotated-pole grid is drawn cell by cell at its 2-D geographic latitudes and longitudes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.product import Product, ProductField, atomic_output
+from atmorep_core.io.product import Product, ProductField, ProductGrid, atomic_output
+from atmorep_core.rotated_grid import RotatedGrid
 
 PANEL_INCHES = (7.0, 4.5)  # width, height of one panel
 DPI = 100
@@ -128,14 +130,30 @@ def _map_figure(
     return figure
 
 
-def _draw_map(axes: Axes, grid: LatLonGrid, values: np.ndarray, is_spread: bool) -> QuadMesh:
-    lons, lats = plot_longitudes(grid), grid.lats
+def rotated_plot_longitudes(grid: RotatedGrid) -> np.ndarray:
+    """The grid's 2-D longitudes made continuous about the domain's centre, which is in -180..180.
+
+    A domain across the date line then has no jump in the middle of its cells.
+    """
+    lons = grid.lons
+    centre = float(lons[grid.nj // 2, grid.ni // 2])
+    return centre + (lons - centre + 180.0) % 360.0 - 180.0
+
+
+def _draw_map(axes: Axes, grid: ProductGrid, values: np.ndarray, is_spread: bool) -> QuadMesh:
     cmap, vmin, vmax = _colour_scale(values, is_spread)
+    if isinstance(grid, RotatedGrid):
+        lons, lats = rotated_plot_longitudes(grid), grid.lats
+        # Half a cell beyond the outer centres, in degrees of latitude at the domain's middle.
+        half_lat = abs(grid.rlat_step) / 2.0
+        half_lon = half_lat / max(np.cos(np.radians(float(np.mean(lats)))), 0.2)
+    else:
+        lons, lats = plot_longitudes(grid), grid.lats
+        half_lon, half_lat = abs(grid.lon_step) / 2.0, abs(grid.lat_step) / 2.0
     mesh = axes.pcolormesh(lons, lats, values, shading="nearest", cmap=cmap, vmin=vmin, vmax=vmax)
     for line in _coastlines():
         for turn in (-360.0, 0.0, 360.0):  # copies either side, clipped by the limits below
             axes.plot(line[:, 0] + turn, line[:, 1], color="black", linewidth=0.6)
-    half_lon, half_lat = abs(grid.lon_step) / 2.0, abs(grid.lat_step) / 2.0
     axes.set_xlim(lons.min() - half_lon, lons.max() + half_lon)
     axes.set_ylim(lats.min() - half_lat, lats.max() + half_lat)
     # Degrees of longitude shrink with latitude: keep distances roughly true at the centre.

@@ -13,10 +13,14 @@ with the target point is taken as it is, so regridding a grid onto itself change
 From an input much finer than the target the fit samples the input near each target point; it
 does not average over the target's cell (conservative remapping is left to do).
 
-Accuracy (tests/test_correct.py): a smooth field on the N80 Gaussian grid (20 K of zonal
-structure plus waves 3 and 5 of 5 K and 2 K) goes to a global 1.5-degree grid within 0.05 K of
-the truth everywhere, and back within 0.08 K; an octahedral reduced Gaussian grid (O48) goes to
-2 degrees within 0.1 K.
+A regular lat-lon or rotated-pole grid is a set of points like any other (`grid_points`), so a
+product regrids onto a rotated target grid (COSMO's, a named one) with `regrid_grid`.
+
+Accuracy (tests/test_correct.py, tests/test_rotated_grid.py): a smooth field on the N80 Gaussian
+grid (20 K of zonal structure plus waves 3 and 5 of 5 K and 2 K) goes to a global 1.5-degree
+grid within 0.05 K of the truth everywhere, and back within 0.08 K; an octahedral reduced Gaussian
+grid (O48) goes to 2 degrees within 0.1 K; a smooth field on a 0.25-degree lat-lon grid goes to
+COSMO-D2's and the Met Office NAE's rotated grids within 0.005 K.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from atmorep_core.errors import InputDataError
+from atmorep_core.grid import LatLonGrid
+from atmorep_core.rotated_grid import RotatedGrid
 
 EARTH_RADIUS_M = 6_371_000.0
 NEIGHBOURS = 8  # enough for a well-posed plane fit
@@ -55,6 +61,31 @@ class Points:
 
     def spacing_deg(self) -> float:
         return float(np.degrees(self.spacing_m() / EARTH_RADIUS_M))
+
+
+def grid_points(grid: LatLonGrid | RotatedGrid) -> Points:
+    """A grid's points in the order of its values, row by row."""
+    if isinstance(grid, RotatedGrid):
+        return Points(grid.lats.ravel(), grid.lons.ravel())
+    lats, lons = np.meshgrid(grid.lats, grid.lons, indexing="ij")
+    return Points(lats.ravel(), lons.ravel())
+
+
+def regrid_grid(
+    values: np.ndarray, source: LatLonGrid | RotatedGrid, target: LatLonGrid | RotatedGrid
+) -> np.ndarray:
+    """(..., rows, columns) values on `source` -> (..., rows, columns) on `target`.
+
+    InputDataError (naming the target grid) where the target reaches beyond the source.
+    """
+    if values.shape[-2:] != source.shape:
+        raise ValueError(f"regrid: values of shape {values.shape[-2:]}, source grid {source.shape}")
+    try:
+        regridder = Regridder(grid_points(source), grid_points(target))
+    except InputDataError as error:
+        raise InputDataError(f"{error} (target: {target.describe()})") from error
+    flat = regridder(values.reshape(*values.shape[:-2], -1))
+    return flat.reshape(*values.shape[:-2], *target.shape)
 
 
 def lon_extent(lons: np.ndarray) -> tuple[float, float]:

@@ -8,8 +8,8 @@ window (lead 6 h), then `atmorep evaluate` on all of the products against the st
 - t2m: the real ERA5 2 m temperature sample, prepared and trained with recipes/t2m-tiny.yaml as
   benchmarks/skill_t2m.py does (its run in skill-t2m/run is reused when present).
 Products go to skill-forecast/CASE/forecasts, scores to skill-forecast/CASE/scores; the summary
-(RMSE and CRPS at 1, 3 and 6 h against persistence and climatology, and the commands) to
-benchmarks/results/skill_forecast.json.
+(RMSE and CRPS at 1, 3 and 6 h against the autoregression, persistence and climatology, and
+the commands) to benchmarks/results/skill_forecast.json.
 """
 
 from __future__ import annotations
@@ -124,14 +124,15 @@ def table(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(case: dict[str, Any]) -> str:
-    head = ("| field | level | lead | RMSE model | RMSE persistence | RMSE climatology | "
-            "CRPS model | CRPS persistence | CRPS climatology | spread/skill |")  # fmt: skip
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    sources = ("model", "autoregression", "persistence", "climatology")
+    head = ["field", "level", "lead", *(f"RMSE {s}" for s in sources),
+            *(f"CRPS {s}" for s in sources), "model / autoregression", "spread/skill"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "| --- " * 3 + "| ---: " * (len(head) - 3) + "|"]
     for r in case["table"]:
-        cells = [f"{r[f'{s}_{k}']:.3g}" for s in ("rmse", "crps")
-                 for k in ("model", "persistence", "climatology")]  # fmt: skip
+        cells = [f"{r[f'{k}_{s}']:.3g}" for k in ("rmse", "crps") for s in sources]
+        ratio = r["rmse_model"] / r["rmse_autoregression"]
         lines.append(f"| {r['field']} | {r['level']} | {r['lead_h']} h | {' | '.join(cells)} | "
-                     f"{r['spread_skill']:.2f} |")  # fmt: skip
+                     f"{ratio:.2f} | {r['spread_skill']:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 

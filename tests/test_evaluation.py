@@ -17,6 +17,7 @@ import xskillscore as xs
 
 from atmorep_core.errors import ConfigError, InputDataError, MissingInputError, StoreError
 from atmorep_core.evaluation import baselines, metrics
+from atmorep_core.evaluation.autoregression import Autoregression
 from atmorep_core.evaluation.baselines import BaselineInput, baselines_for
 from atmorep_core.evaluation.climatology import Climatology, Window
 from atmorep_core.evaluation.job import EvaluateJob, run_evaluation_job
@@ -150,7 +151,8 @@ def test_baselines_on_the_real_t2m_store(t2m_store: Path) -> None:
     init = np.array(["2019-03-22T12"], dtype="datetime64[s]")
     valid = init + np.array([1, 6], dtype="timedelta64[h]")
     window = Window(np.datetime64("2019-03-01T00", "s"), np.datetime64("2019-03-19T23", "s"), "t")
-    given = BaselineInput(truth, init, valid, Climatology(window).of(truth))
+    hourly = Climatology(window).of(truth)
+    given = BaselineInput(truth, init, valid, hourly, Autoregression(truth, hourly))
     data = np.asarray(arrays.data[...])[:, 0]  # (time, lat, lon) as the store holds it
     at = {t: int(np.flatnonzero(arrays.times == t)[0]) for t in (init[0], *valid)}
     persistence = baselines.persistence(given)  # (1, step, level, lat, lon)
@@ -162,7 +164,11 @@ def test_baselines_on_the_real_t2m_store(t2m_store: Path) -> None:
     for step, hour in enumerate((13, 18)):
         expected = data[days & (hours == hour)].astype(np.float64).mean(axis=0)
         np.testing.assert_allclose(climatology[0, step, 0], expected, rtol=1e-12)
-    assert [b.name for b in baselines_for("forecast")] == ["persistence", "climatology"]
+    assert [b.name for b in baselines_for("forecast")] == [
+        "persistence",
+        "autoregression",
+        "climatology",
+    ]
     interpolation = ["climatology", "linear_in_time", "spline_in_time"]
     assert [b.name for b in baselines_for("interpolation")] == interpolation
 
@@ -283,7 +289,12 @@ def test_evaluate_writes_json_csv_and_plots_of_real_forecasts(
     assert len(scores["products"]) == 2 and all(p.endswith(".nc") for p in scores["products"])
     model = rows_of(scores, "model")
     assert sorted(model) == [1, 2, 3, 4, 5, 6] and model[6]["inits"] == 2
-    assert {r["source"] for r in scores["scores"]} == {"model", "persistence", "climatology"}
+    assert {r["source"] for r in scores["scores"]} == {
+        "model",
+        "persistence",
+        "autoregression",
+        "climatology",
+    }
     _check_against_independent_scores(scores, forecasts, t2m_store)
     assert model[6]["rmse"] < rows_of(scores, "climatology")[6]["rmse"]
     assert 0 < model[6]["spread_skill"] < 3 and model[6]["members"] == 4
@@ -291,7 +302,7 @@ def test_evaluate_writes_json_csv_and_plots_of_real_forecasts(
     assert len(ranks["counts"]) == 5 and sum(ranks["counts"]) == 2 * 33 * 49
     with open(out / "scores.csv") as file:
         table = list(csv.DictReader(file))
-    assert len(table) == 18 and float(table[0]["rmse"]) == pytest.approx(
+    assert len(table) == 24 and float(table[0]["rmse"]) == pytest.approx(
         scores["scores"][0]["rmse"]
     )
     written = json.loads((out / "scores.json").read_text())

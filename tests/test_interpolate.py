@@ -124,14 +124,16 @@ def interpolate_cli(run: Path, out: Path, *extra: str) -> Any:
     return json.loads(result.stdout)
 
 
-def test_3_hourly_grib_files_with_a_gap_give_hourly_products_keeping_the_given_hours(
+def test_3_hourly_grib_files_with_gaps_give_hourly_products_keeping_the_given_hours(
     tmp_path: Path, interp_run: Path, t2m_store: Path
 ) -> None:
-    # 3-hourly GRIB cut from the hourly sample as two files, 21 March 09 UTC in neither.
+    # 3-hourly GRIB cut from the hourly sample as two files, 21 March 09 UTC in neither: the
+    # first misses it between its steps (ingested as two runs), the second continues it.
     messages = grib_messages(shared_file(T2M))[(20 - 1) * 24 :]  # hourly from 2019-03-20T00
+    every_third = messages[0 : 24 + 16 : 3]  # 20T00 .. 21T15
     files = [
-        write_messages(tmp_path / "a.grib", messages[0 : 24 + 7 : 3]),  # 20T00 .. 21T06
-        write_messages(tmp_path / "b.grib", messages[24 + 12 : 72 : 3]),  # 21T12 .. 22T21
+        write_messages(tmp_path / "a.grib", every_third[:11] + every_third[12:]),  # no 21T09
+        write_messages(tmp_path / "b.grib", messages[24 + 18 : 72 : 3]),  # 21T18 .. 22T21
     ]
     inputs = [arg for path in files for arg in ("--input", str(path))]
     manifest = interpolate_cli(

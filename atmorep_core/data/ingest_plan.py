@@ -29,6 +29,7 @@ class IngestOptions:
     levels: tuple[int, ...] | None = None  # None: every level the file has
     member: int | str | None = None  # an ensemble number, "mean", or None: the lowest number
     resolution_deg: float | None = None  # lat-lon spacing when regridding Gaussian input
+    times: tuple[np.datetime64, np.datetime64] | None = None  # valid times kept (ends included)
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,30 @@ class FilePlan:
 
 def plan_file(headers: Sequence[MessageHeader], options: IngestOptions) -> FilePlan:
     selected = _select_fields(headers, options)
+    if options.times is not None:
+        first, last = options.times
+        selected = [h for h in selected if first <= h.valid_time <= last]
+        if not selected:
+            raise InputDataError(f"{headers[0].path.name}: no messages from {first} to {last}")
     grid = _common_grid(selected)
     by_field: dict[str, list[MessageHeader]] = defaultdict(list)
     for header in selected:
         by_field[fields.from_grib(header.short_name, header.param_id).name].append(header)
     plans = [_plan_field(name, group, options) for name, group in sorted(by_field.items())]
     return FilePlan(grid, plans, len(selected))
+
+
+def time_runs(
+    headers: Sequence[MessageHeader], options: IngestOptions
+) -> list[tuple[np.datetime64, np.datetime64]]:
+    """(first, last) valid time of each run of regular steps in the selected messages: a file
+    that misses time steps is ingested one run per store (a store's time axis has no gaps)."""
+    times = np.unique(np.array([h.valid_time for h in _select_fields(headers, options)]))
+    if len(times) < 3:
+        return [(times[0], times[-1])]
+    steps = np.diff(times)
+    runs = np.split(times, np.flatnonzero(steps != steps.min()) + 1)
+    return [(run[0], run[-1]) for run in runs]
 
 
 def _select_fields(headers: Sequence[MessageHeader], options: IngestOptions) -> list[MessageHeader]:

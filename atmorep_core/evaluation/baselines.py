@@ -1,7 +1,8 @@
 """Reference forecasts a product must beat, made from the truth itself: one function each.
 
 A baseline takes a `BaselineInput` (the truth on the product's points and levels, the init, the
-valid times being scored, the climatology) and returns a one-member forecast
+valid times being scored, the climatology and the autoregression fitted on the same window) and
+returns a one-member forecast
 (1, step, level, lat, lon) of the same shape as the product's values. Registering a function
 with the product kinds it applies to is all a new baseline needs; "linear in time" for
 interpolation products (the truth at the given times either side, interpolated) and "bilinear
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from atmorep_core.evaluation.autoregression import Autoregression
 from atmorep_core.evaluation.climatology import HourlyMeans
 from atmorep_core.evaluation.truth import TruthField, Unavailable
 
@@ -30,6 +32,7 @@ class BaselineInput:
     init: np.ndarray  # (1,) datetime64[s]: the product's base time
     valid_times: np.ndarray  # (step,) datetime64[s]: the leads being scored
     climatology: HourlyMeans
+    autoregression: Autoregression
     attributes: Mapping[str, str] = field(default_factory=dict)  # the product's provenance
 
 
@@ -66,6 +69,13 @@ def persistence(given: BaselineInput) -> np.ndarray:
     """The truth at the init, unchanged at every lead."""
     at_init = given.truth.read(given.init)  # (1, level, lat, lon); Unavailable if absent
     return np.repeat(at_init[:, None], len(given.valid_times), axis=1)
+
+
+@register("autoregression", kinds=("forecast",))
+def autoregression(given: BaselineInput) -> np.ndarray:
+    """Per grid point, the linear regression on the truth at lags 0-3, 6, 12, 23 and 24 h before
+    the init and the hour of day (`autoregression.py`)."""
+    return given.autoregression.forecast(given.init[0], given.valid_times)[None]
 
 
 @register("climatology", kinds=("forecast", "interpolation", "correction", "counterfactual"))

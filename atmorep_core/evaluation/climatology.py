@@ -79,7 +79,7 @@ class HourlyMeans:
 
     def at(self, times: np.ndarray) -> np.ndarray:
         """(time, level, lat, lon) climatology at the given valid times."""
-        hours = _hour_of_day(times)
+        hours = hour_of_day(times)
         lacking = sorted({int(h) for h in hours if np.isnan(self.means[h]).all()})
         if lacking:
             raise Unavailable(
@@ -110,12 +110,12 @@ class Climatology:
         shape = (HOURS, len(truth.levels), len(truth.region.rows), len(truth.region.columns))
         sums, counts = np.zeros(shape), np.zeros(HOURS)
         for part, values in truth.blocks(index):
-            hours = _hour_of_day(times[part])
+            hours = hour_of_day(times[part])
             np.add.at(sums, hours, values)
             counts += np.bincount(hours, minlength=HOURS)
         with np.errstate(invalid="ignore"):
             return sums / counts[:, None, None, None]  # NaN where an hour has no time
 
 
-def _hour_of_day(times: np.ndarray) -> np.ndarray:
+def hour_of_day(times: np.ndarray) -> np.ndarray:
     return np.asarray(times).astype("datetime64[h]").astype(np.int64) % HOURS

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from atmorep_core.errors import ConfigError, MissingInputError
+from atmorep_core.evaluation.autoregression import Autoregressions
 from atmorep_core.evaluation.baselines import BaselineInput, baselines_for
 from atmorep_core.evaluation.climatology import Climatology, HourlyMeans, Window, choose_window
 from atmorep_core.evaluation.scoring import MODEL, ErrorMaps, Scored, ScoreRow, Tally
@@ -106,6 +107,7 @@ class _Scorer:
 
     def __init__(self, store: Store, climatology: Climatology, maps: ErrorMaps) -> None:
         self.store, self.climatology, self.maps = store, climatology, maps
+        self.autoregressions = Autoregressions()
         self.tally = Tally()
         self.notes: list[str] = []
         self._regions: dict[LatLonGrid, Region] = {}
@@ -120,9 +122,15 @@ class _Scorer:
             if found is not None:
                 self._score_field(info.path, product, product_field, *found)
 
-    def _truth_field(self, product_field: ProductField) -> tuple[TruthField, list[int]] | None:
-        """The truth on the field's points and the levels it has; the product's level indices."""
-        name = product_field.name
+    def _truth_field(
+        self, product_field: ProductField
+    ) -> tuple[TruthField, list[int], LatLonGrid] | None:
+        """The truth on the field's points and the levels it has; the product's level indices;
+        the field's grid."""
+        name, grid = product_field.name, product_field.grid
+        if not isinstance(grid, LatLonGrid):  # a store's grid is always lat-lon
+            self.note(f"{name}: on {grid.describe()}, not the truth's lat-lon grid; not scored")
+            return None
         if name not in self.store.fields:
             self.note(f"{name}: not in the truth {self.store.path}; not scored")
             return None
@@ -133,14 +141,14 @@ class _Scorer:
             self.note(f"{name}: the truth has no level {lacking}; not scored")
         if not pairs:
             return None
-        if product_field.grid not in self._regions:
-            self._regions[product_field.grid] = locate(product_field.grid, self.store.grid)
-        region = self._regions[product_field.grid]
-        return TruthField(arrays, region, [t for _, t in pairs]), [p for p, _ in pairs]
+        if grid not in self._regions:
+            self._regions[grid] = locate(grid, self.store.grid)
+        truth = TruthField(arrays, self._regions[grid], [t for _, t in pairs])
+        return truth, [p for p, _ in pairs], grid
 
     def _score_field(
         self, path: Path, product: Product, product_field: ProductField, truth: TruthField,
-        levels: list[int],
+        levels: list[int], grid: LatLonGrid,
     ) -> None:  # fmt: skip
         present = self._present(path, product, product_field.name, truth)
         if not present.any():
@@ -150,14 +158,15 @@ class _Scorer:
         scored = Scored(
             product_field.name, tuple(product_field.levels[i] for i in levels),
             tuple(np.array(product.steps_hours)[present].tolist()), truth.read(valid),
-            self._climatology_at(hourly, valid), product_field.grid,
+            self._climatology_at(hourly, valid), grid,
         )  # fmt: skip
         members = product_field.values[:, present][:, :, levels]  # (M, step, level, lat, lon)
         self.tally.add(MODEL, members, scored)
         for text in self.maps.add(members, scored):
             self.note(text)
         init = np.array([product.init], dtype="datetime64[s]")
-        given = BaselineInput(truth, init, valid, hourly, product.attributes)
+        autoregression = self.autoregressions.of(truth, hourly)
+        given = BaselineInput(truth, init, valid, hourly, autoregression, product.attributes)
         self._baselines(product.kind, given, scored)
 
     def _present(self, path: Path, product: Product, name: str, truth: TruthField) -> np.ndarray:

@@ -17,18 +17,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atmorep_core.data.ingest_plan import IngestOptions
+from atmorep_core.data.ingest_plan import IngestOptions, time_runs
 from atmorep_core.data.prepare import prepare
 from atmorep_core.errors import StoreError
 from atmorep_core.inference.series import InputSeries
 from atmorep_core.inference.trained import TrainedModel, load_trained
+from atmorep_core.io import grib_read
 from atmorep_core.io.product import Product
 from atmorep_core.io.product_outputs import OutputOptions, write_outputs
 from atmorep_core.io.run_folder import ProductRun
 from atmorep_core.io.store import Store
 
 INPUT_CACHE = ".inputs.zarr"  # GRIB input of one product, one series
-INPUT_FILES = ".inputs"  # GRIB input file by file, named by checksum
+INPUT_FILES = ".inputs"  # GRIB input by file and run of regular steps, named by checksum
 
 Manifest = dict[str, Any]
 # Writes a run's products; returns the files written and the summary for the manifest.
@@ -68,11 +69,19 @@ class ProductJob:
         return _open(self.store or trained.training_store, "input store")
 
     def input_series(self, trained: TrainedModel) -> InputSeries:
-        """The input as one store per GRIB file, so that files may leave gaps between them."""
+        """The input as one store per GRIB file and run of regular time steps, so that files may
+        leave gaps between and inside them."""
         if not self.grib_inputs:
             return InputSeries([self.input_store(trained)])
-        caches = [self.out / INPUT_FILES / f"{_sha256(p)[:16]}.zarr" for p in self.grib_inputs]
-        stores = [_ingest([p], c, trained) for p, c in zip(self.grib_inputs, caches, strict=True)]
+        fields = tuple(f.name for f in trained.config.fields)
+        stores = []
+        for path in self.grib_inputs:
+            digest = _sha256(path)[:16]
+            runs = time_runs(grib_read.scan(path), IngestOptions(fields=fields))
+            for number, run in enumerate(runs):
+                cache = self.out / INPUT_FILES / f"{digest}-{number}.zarr"
+                prepare([path], cache, IngestOptions(fields=fields, times=run))
+                stores.append(Store.open(cache))
         return InputSeries(stores)
 
     def statistics(self, trained: TrainedModel) -> Store | None:

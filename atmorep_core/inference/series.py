@@ -1,5 +1,6 @@
-"""A product's input held by several stores on one grid: a GRIB series with gaps between its
-files is ingested one file per store (a store's time axis has no gaps), and read as one."""
+"""A product's input held by several stores on one grid: a GRIB series with gaps between or
+inside its files is ingested one store per file and run of regular steps (a store's time axis
+has no gaps), and read as one."""
 
 from __future__ import annotations
 

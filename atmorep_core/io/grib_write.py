@@ -1,4 +1,7 @@
-"""Write GRIB (edition 2 or 1) with eccodes: one `GribMessage` per 2-D field on a lat-lon grid.
+"""Write GRIB (edition 2 or 1) with eccodes: one `GribMessage` per 2-D field on its grid.
+
+Grids are regular lat-lon ("regular_ll") or rotated-pole ("rotated_ll", GRIB2 template 3.1: the
+southern pole, angle 0, and the first / last points and increments in rotated coordinates).
 
 The messages carry ECMWF's MARS keys (class, stream, type) in the local section the way ERA5 and
 IFS files do, so that eccodes tools, cfgrib and our own reader see the same parameter, level,
@@ -30,6 +33,7 @@ import numpy as np
 
 from atmorep_core.fields import lookup
 from atmorep_core.grid import LatLonGrid
+from atmorep_core.rotated_grid import RotatedGrid
 
 LEVEL_TYPES = ("hybrid", "isobaricInhPa", "surface", "heightAboveGround", "meanSea")
 
@@ -44,9 +48,9 @@ class GribMessage:
     """One 2-D field at one level and one time, as a GRIB message will hold it.
 
     `param` is anything `fields.lookup` accepts: a canonical name, a shortName or a paramId.
-    `values` has shape (grid.nlat, grid.nlon), rows in the grid's latitude order. The valid time is
-    `base_time + step_hours`; accumulated fields (e.g. precipitation) accumulate from the base
-    time to the step, as in ECMWF forecasts.
+    `values` has the grid's shape (rows, columns), rows in the grid's (rotated) latitude order.
+    The valid time is `base_time + step_hours`; accumulated fields (e.g. precipitation)
+    accumulate from the base time to the step, as in ECMWF forecasts.
     """
 
     param: str | int
@@ -54,7 +58,7 @@ class GribMessage:
     level: int
     base_time: datetime
     values: np.ndarray
-    grid: LatLonGrid
+    grid: LatLonGrid | RotatedGrid
     step_hours: int = 0
     number: int | None = None  # ensemble member; None for a deterministic field
     ecmwf_class: str = "ea"
@@ -69,9 +73,8 @@ class GribMessage:
             raise ValueError(f"level type {self.level_type!r} is not one of {LEVEL_TYPES}")
         if self.edition not in (1, 2):
             raise ValueError(f"GRIB edition must be 1 or 2, got {self.edition}")
-        if self.values.shape != (self.grid.nlat, self.grid.nlon):
-            shape = (self.grid.nlat, self.grid.nlon)
-            raise ValueError(f"values have shape {self.values.shape}, the grid {shape}")
+        if self.values.shape != self.grid.shape:
+            raise ValueError(f"values have shape {self.values.shape}, the grid {self.grid.shape}")
         if not np.all(np.isfinite(self.values)):
             raise ValueError(f"{self.param} at level {self.level} has non-finite values")
         if self.step_hours < 0 or not 1 <= self.bits_per_value <= 32:
@@ -186,7 +189,10 @@ def _set_time(handle: int, message: GribMessage) -> None:
         eccodes.codes_set(handle, "step", message.step_hours)
 
 
-def _set_grid(handle: int, grid: LatLonGrid) -> None:
+def _set_grid(handle: int, grid: LatLonGrid | RotatedGrid) -> None:
+    if isinstance(grid, RotatedGrid):
+        _set_rotated_grid(handle, grid)
+        return
     eccodes.codes_set(handle, "Ni", grid.nlon)
     eccodes.codes_set(handle, "Nj", grid.nlat)
     eccodes.codes_set(handle, "latitudeOfFirstGridPointInDegrees", grid.lat_first)
@@ -198,6 +204,25 @@ def _set_grid(handle: int, grid: LatLonGrid) -> None:
     eccodes.codes_set(handle, "jDirectionIncrementInDegrees", abs(grid.lat_step))
     eccodes.codes_set(handle, "iScansNegatively", 0)
     eccodes.codes_set(handle, "jScansPositively", int(grid.lat_step > 0))
+
+
+def _set_rotated_grid(handle: int, grid: RotatedGrid) -> None:
+    # eccodes reads this header back as `RotatedGrid` defines its axes: columns evenly spaced
+    # from first to last longitude, rows by the j increment, the last row at the last latitude.
+    eccodes.codes_set(handle, "gridType", "rotated_ll")
+    eccodes.codes_set(handle, "Ni", grid.ni)
+    eccodes.codes_set(handle, "Nj", grid.nj)
+    eccodes.codes_set(handle, "latitudeOfSouthernPoleInDegrees", grid.south_pole_lat)
+    eccodes.codes_set(handle, "longitudeOfSouthernPoleInDegrees", grid.south_pole_lon % 360.0)
+    eccodes.codes_set(handle, "angleOfRotationInDegrees", grid.angle)
+    eccodes.codes_set(handle, "latitudeOfFirstGridPointInDegrees", grid.rlat_first)
+    eccodes.codes_set(handle, "latitudeOfLastGridPointInDegrees", grid.rlat_last)
+    eccodes.codes_set(handle, "longitudeOfFirstGridPointInDegrees", grid.rlon_first % 360.0)
+    eccodes.codes_set(handle, "longitudeOfLastGridPointInDegrees", grid.rlon_last % 360.0)
+    eccodes.codes_set(handle, "iDirectionIncrementInDegrees", round(grid.rlon_step, 6))
+    eccodes.codes_set(handle, "jDirectionIncrementInDegrees", abs(grid.rlat_step))
+    eccodes.codes_set(handle, "iScansNegatively", 0)
+    eccodes.codes_set(handle, "jScansPositively", int(grid.rlat_step > 0))
 
 
 class GribWriter:

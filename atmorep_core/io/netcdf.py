@@ -9,7 +9,9 @@ A single-level field on a surface-like level ("surface", "heightAboveGround", "m
 has no `level` dimension; its level type and level are variable attributes instead.
 
 Fields on different level sets or grids get numbered dimensions (`level`, `level_2`, ...;
-`latitude`, `latitude_2`, ...), each level coordinate naming its GRIB level type.
+`latitude`, `latitude_2`, ...), each level coordinate naming its GRIB level type. A field on a
+rotated-pole grid has (..., rlat, rlon) instead of (..., latitude, longitude), with 2-D latitude
+and longitude and a CF grid mapping (`io/netcdf_grids.py`).
 Coordinates: `time` (the base time, standard_name forecast_reference_time), `step` (lead time,
 forecast_period), `valid_time` (time + step), `member` (1..N, realization), `quantile`.
 """
@@ -23,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.netcdf_grids import grid_layout
 from atmorep_core.io.product import Product, ProductField, atomic_output
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
@@ -93,28 +95,30 @@ def product_dataset(
     return dataset.assign(dict(_all_variables(product, spaces, probabilities)))
 
 
-def _layout(product: Product, probabilities: np.ndarray) -> tuple[xr.Dataset, dict[str, list[str]]]:
+Space = tuple[list[str], dict[str, str]]  # a field's dimensions after step; its grid attributes
+
+
+def _layout(product: Product, probabilities: np.ndarray) -> tuple[xr.Dataset, dict[str, Space]]:
     """The coordinates and global attributes, and each field's spatial dimensions."""
     level_sets = _suffixes([_level_set(f) for f in product.fields if _has_level_dimension(f)])
     grids = _suffixes([f.grid for f in product.fields])
     dataset = xr.Dataset(coords=_common_coordinates(product, probabilities))
     spaces = {}
     for product_field in product.fields:
-        suffix = grids[product_field.grid]
-        latitude, longitude = f"latitude{suffix}", f"longitude{suffix}"
-        dataset = dataset.assign_coords(_grid_coordinates(product_field.grid, latitude, longitude))
-        space = [latitude, longitude]
+        layout = grid_layout(product_field.grid, grids[product_field.grid])
+        dataset = dataset.assign_coords(layout.coords)
+        space = list(layout.dims)
         if _has_level_dimension(product_field):
             level = f"level{level_sets[_level_set(product_field)]}"
             dataset = dataset.assign_coords({level: _level_coordinate(product_field, level)})
             space.insert(0, level)
-        spaces[product_field.name] = space
+        spaces[product_field.name] = (space, layout.field_attrs)
     dataset.attrs = _global_attributes(product)
     return dataset, spaces
 
 
 def _all_variables(
-    product: Product, spaces: dict[str, list[str]], probabilities: np.ndarray
+    product: Product, spaces: dict[str, Space], probabilities: np.ndarray
 ) -> Iterator[tuple[str, xr.Variable]]:
     for product_field in product.fields:
         yield from _field_variables(product_field, spaces[product_field.name], probabilities)
@@ -162,18 +166,6 @@ def _common_coordinates(product: Product, probabilities: np.ndarray) -> dict[str
     }
 
 
-def _grid_coordinates(grid: LatLonGrid, latitude: str, longitude: str) -> dict[str, xr.Variable]:
-    # Longitudes as the grid has them (monotonic, possibly < 0 or > 360), which CF allows.
-    return {
-        latitude: xr.Variable(
-            latitude, grid.lats, _attrs("latitude", "latitude", units="degrees_north")
-        ),
-        longitude: xr.Variable(
-            longitude, grid.lons, _attrs("longitude", "longitude", units="degrees_east")
-        ),
-    }
-
-
 def _level_coordinate(product_field: ProductField, dimension: str) -> xr.Variable:
     attrs = {
         "long_name": f"{product_field.level_type} level",
@@ -187,15 +179,16 @@ def _level_coordinate(product_field: ProductField, dimension: str) -> xr.Variabl
 
 
 def _field_variables(
-    product_field: ProductField, space: list[str], probabilities: np.ndarray
+    product_field: ProductField, space_and_attrs: Space, probabilities: np.ndarray
 ) -> Iterator[tuple[str, xr.Variable]]:
     """The field's four variables, each computed only when asked for."""
+    space, grid_attrs = space_and_attrs
     keep_level = _has_level_dimension(product_field)
 
     def shaped(values: np.ndarray) -> np.ndarray:
         return values if keep_level else values[..., 0, :, :]
 
-    name, attrs = product_field.name, _field_attributes(product_field)
+    name, attrs = product_field.name, _field_attributes(product_field) | grid_attrs
     long_name = attrs["long_name"]
     yield name, xr.Variable(("member", "step", *space), shaped(product_field.values), attrs)
     yield (

@@ -1,4 +1,7 @@
-"""What a run hands to the product writers: ensembles of fields on lat-lon grids at lead times.
+"""What a run hands to the product writers: ensembles of fields on their grids at lead times.
+
+A field's grid is a regular lat-lon grid (the store's) or a rotated-pole grid (a regional
+model's, e.g. COSMO's); every writer handles both.
 
 A `Product` is checked once, on construction, so that every writer (GRIB2, CF NetCDF, PNG maps)
 can trust its shapes and values. The ensemble statistics live here too, so that every format
@@ -20,19 +23,21 @@ import numpy as np
 from atmorep_core.errors import AtmorepError
 from atmorep_core.fields import Field, lookup
 from atmorep_core.grid import LatLonGrid
+from atmorep_core.rotated_grid import RotatedGrid
 
 PRODUCT_KINDS = ("forecast", "correction", "interpolation", "counterfactual")
+ProductGrid = LatLonGrid | RotatedGrid
 
 
 @dataclass(frozen=True)
 class ProductField:
-    """One field of a product: an ensemble on a regular lat-lon grid at some lead times."""
+    """One field of a product: an ensemble on a lat-lon or rotated-pole grid at some leads."""
 
     name: str  # canonical field name, fields.lookup(name) works
     level_type: str  # GRIB typeOfLevel as the store records it: "hybrid", "isobaricInhPa", ...
     levels: tuple[int, ...]  # model / pressure levels; (0,) for a surface field
-    grid: LatLonGrid  # lat may run N->S or S->N; lon may be regional or global
-    values: np.ndarray  # (member, step, level, lat, lon) float32, physical units
+    grid: ProductGrid  # lat may run N->S or S->N; lon may be regional or global
+    values: np.ndarray  # (member, step, level, lat, lon) float32; rotated: (..., rlat, rlon)
 
     def __post_init__(self) -> None:
         try:
@@ -58,7 +63,10 @@ class ProductField:
         if shape[2] != len(self.levels):
             raise ValueError(f"{self.name}: {shape[2]} levels of values, {len(self.levels)} given")
         if shape[3:] != self.grid.shape:
-            raise ValueError(f"{self.name}: values are {shape[3:]} points, grid {self.grid.shape}")
+            raise ValueError(
+                f"{self.name}: values are {shape[3]} x {shape[4]} points, not those of the grid "
+                f"({self.grid.describe()})"
+            )
         if not np.all(np.isfinite(self.values)):
             raise ValueError(f"{self.name}: values are not all finite")
 

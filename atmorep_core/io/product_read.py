@@ -1,5 +1,8 @@
 """Read a product back: our CF NetCDF (`io/netcdf.py`) or a GRIB2 forecast (via cfgrib).
 
+A rotated-pole product comes back on the same `RotatedGrid`: from the GRIB header (cfgrib's
+GRIB_ attributes), or from the NetCDF's rotated axes and grid mapping (`io/netcdf_grids.py`).
+
 GRIB keeps no provenance, so a product read from GRIB has empty attributes; statistics
 messages (ensemble mean "em", standard deviation "es") are left out, since the members hold
 everything. GRIB2 puts screen-level fields on "heightAboveGround" 2; the level comes back as the
@@ -23,7 +26,9 @@ from eccodes import GribInternalError
 from atmorep_core.errors import InputDataError
 from atmorep_core.fields import from_grib
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.product import Product, ProductField
+from atmorep_core.io.netcdf_grids import grid_of_variable
+from atmorep_core.io.product import Product, ProductField, ProductGrid
+from atmorep_core.rotated_grid import grid_from_keys
 
 NETCDF_SUFFIXES = (".nc", ".nc4")
 GRIB_SUFFIXES = (".grib2", ".grib", ".grb2", ".grb")
@@ -113,16 +118,15 @@ def _read_netcdf(path: Path) -> Product:
         return Product(
             init=info.init,
             steps_hours=_hours(dataset["step"].values),
-            fields=tuple(_netcdf_field(dataset[name]) for name in info.fields),
+            fields=tuple(_netcdf_field(dataset, dataset[name]) for name in info.fields),
             kind=str(dataset.attrs.get("product_kind", "forecast")),
             attributes=info.attributes,
         )
 
 
-def _netcdf_field(variable: xr.DataArray) -> ProductField:
+def _netcdf_field(dataset: xr.Dataset, variable: xr.DataArray) -> ProductField:
     """(member, step, [level], latitude, longitude) -> a field; single levels from attributes."""
-    lat_name, lon_name = str(variable.dims[-2]), str(variable.dims[-1])
-    grid = grid_of(variable[lat_name].values, variable[lon_name].values)
+    grid = grid_of_variable(dataset, variable, grid_of)
     values = variable.values
     levels: tuple[int, ...]
     if variable.ndim == 4:
@@ -159,7 +163,10 @@ def _read_grib(path: Path) -> Product:
 
     with warnings.catch_warnings():  # cfgrib's own xarray.merge call warns of a new default
         warnings.simplefilter("ignore", FutureWarning)
-        datasets = cfgrib.open_datasets(str(path), indexpath="")
+        # In backend_kwargs: a plain indexpath="" keyword is not passed on, and cfgrib would
+        # leave an index file beside the product. The rotated grid's keys cfgrib does not keep.
+        options = {"indexpath": "", "read_keys": list(_EXTRA_KEYS)}
+        datasets = cfgrib.open_datasets(str(path), backend_kwargs=options)
     variables = [
         v
         for dataset in datasets
@@ -185,19 +192,23 @@ def _grib_field(variable: xr.DataArray) -> ProductField:
     for dimension in ("number", "step", level_type):
         if dimension not in variable.dims:
             variable = variable.expand_dims(dimension)
-    variable = variable.transpose("number", "step", level_type, "latitude", "longitude")
+    rotated = variable.attrs["GRIB_gridType"] == "rotated_ll"  # cfgrib: (y, x), 2-D lat / lon
+    space = ("y", "x") if rotated else ("latitude", "longitude")
+    variable = variable.transpose("number", "step", level_type, *space)
     field = from_grib(str(variable.attrs["GRIB_shortName"]), int(variable.attrs["GRIB_paramId"]))
     levels = tuple(int(v) for v in np.atleast_1d(variable[level_type].values))
     return ProductField(field.name, level_type, levels, _grib_grid(variable.attrs), variable.values)
 
 
-def _grib_grid(attrs: Mapping[str, Any]) -> LatLonGrid:
+def _grib_grid(attrs: Mapping[str, Any]) -> ProductGrid:
     """The grid as the GRIB header defines it, values in scanning order.
 
     cfgrib's longitude coordinate is sorted, so a grid across Greenwich that ends past 360
     (350 .. 360.5, stored as 350 .. 0.5) is labelled 0.5, 350, ..., while the values keep the
     file's order; the header's first point and increments do not have that problem.
     """
+    if attrs["GRIB_gridType"] == "rotated_ll":
+        return _rotated_grid(attrs)
     if attrs["GRIB_gridType"] != "regular_ll" or attrs["GRIB_iScansNegatively"]:
         raise ValueError(f"grid {attrs['GRIB_gridType']}: a regular lat-lon grid scanning east")
     south_to_north = attrs["GRIB_jScansPositively"]
@@ -207,3 +218,19 @@ def _grib_grid(attrs: Mapping[str, Any]) -> LatLonGrid:
         float(attrs["GRIB_longitudeOfFirstGridPointInDegrees"]),
         float(attrs["GRIB_iDirectionIncrementInDegrees"]), int(attrs["GRIB_Nx"]),
     )  # fmt: skip
+
+
+def _rotated_grid(attrs: Mapping[str, Any]) -> ProductGrid:
+    """cfgrib's GRIB_ attributes -> the header keys `grid_from_keys` reads."""
+    keys = {key: attrs[f"GRIB_{key}"] for key in _ROTATED_KEYS + _EXTRA_KEYS}
+    keys |= {"Ni": attrs["GRIB_Nx"], "Nj": attrs["GRIB_Ny"], "gridType": "rotated_ll"}
+    return grid_from_keys(keys, "GRIB file")
+
+
+_EXTRA_KEYS = ("angleOfRotationInDegrees", "jPointsAreConsecutive")
+_ROTATED_KEYS = (
+    "latitudeOfSouthernPoleInDegrees", "longitudeOfSouthernPoleInDegrees",
+    "latitudeOfFirstGridPointInDegrees", "latitudeOfLastGridPointInDegrees",
+    "longitudeOfFirstGridPointInDegrees", "longitudeOfLastGridPointInDegrees",
+    "jDirectionIncrementInDegrees", "iScansNegatively", "jScansPositively",
+)  # fmt: skip

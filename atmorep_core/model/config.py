@@ -57,6 +57,9 @@ class FieldModelConfig(BaseModel):
     """Decoder heads that attend to the encoder output; None: half of num_heads."""
     couples_with: tuple[str, ...] | None = None
     """Fields this one cross-attends to in its encoder; None: every other field, []: none."""
+    residual: Literal["none", "time"] = "none"
+    """none: the tail predicts the values (AtmoRep); time: it predicts their departure from the
+    shown values interpolated in time (`model/reference.py`: persistence for a forecast)."""
 
     @property
     def token_points(self) -> int:

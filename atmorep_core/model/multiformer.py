@@ -4,6 +4,7 @@
     for layer i:        x_f = encoder_f[i](x_f, {x_g: g coupled to f})      all fields in lockstep
     for each field f:   y_f = decoder_f(x_f, cross-attending to x_f)         (B, N_f, D_f)
                         ensemble_f = tail_f(y_f[target_index_f])            (B, M_f, E_f, P_f)
+                                     (+ first guess_f[target_index_f] with `residual: time`)
 
 Every field has its own width, so a field is plug-and-play: `Multiformer.fields[name]` holds all
 of its weights, and `field_state_dict` / `load_field_state_dict` move one field between models
@@ -24,6 +25,7 @@ from atmorep_core.model.attention import Block
 from atmorep_core.model.config import Checkpointing, FieldModelConfig, ModelConfig
 from atmorep_core.model.embedding import FieldEmbedding
 from atmorep_core.model.io import FieldInput, FieldOutput, ModelInput
+from atmorep_core.model.reference import time_reference
 from atmorep_core.model.tail import EnsembleTail
 
 ENCODER = "encoder"  # the decoder's name for the source its cross heads attend to
@@ -96,10 +98,15 @@ class Multiformer(nn.Module):
         depth = max(f.encoder_layers for f in self.config.fields)
         for i in range(depth):  # lockstep: layer i of every field sees the others after layer i-1
             states = {name: self._encode(name, i, states) for name in names}
-        return {
-            name: FieldOutput(self.field(name).decode(states[name], inputs[name].target_index))
-            for name in names
-        }
+        return {name: FieldOutput(self._decode(name, states[name], inputs[name])) for name in names}
+
+    def _decode(self, name: str, encoded: torch.Tensor, field: FieldInput) -> torch.Tensor:
+        ensemble = self.field(name).decode(encoded, field.target_index)  # (B, M, E, P)
+        if self.config.field(name).residual == "time":
+            guess = time_reference(field)  # (B, N, P)
+            picked = field.target_index[..., None].expand(-1, -1, guess.shape[-1])
+            ensemble = ensemble + torch.gather(guess, 1, picked)[:, :, None]
+        return ensemble
 
     def _encode(self, name: str, layer: int, states: Mapping[str, torch.Tensor]) -> torch.Tensor:
         encoder = self.field(name).encoder
