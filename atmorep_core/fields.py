@@ -1,7 +1,8 @@
 """Field catalogue: canonical names and the GRIB identities (shortName, paramId) they come as.
 
 ERA5 and IFS name a parameter by paramId (with a shortName alias); the store and the model use the
-canonical name. Lookups accept any of the three.
+canonical name. Lookups accept any of the three. A field is stored in its catalogue unit; files in
+another unit are converted on ingest (`units.py`), e.g. DWD's tp (paramId 228228, kg m-2).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ class Field:
     param_id: int  # ECMWF paramId (GRIB1 table 128 / GRIB2 mapping by eccodes)
     units: str
     description: str
-    accumulated: bool = False  # accumulated over the forecast step (precipitation)
+    accumulated: bool = False  # accumulated over a period ending at the valid time
+    # Points a file's bitmap marks missing are kept as NaN in the store (never used for training
+    # or products) instead of refusing the message: radar-based or regional precipitation.
+    allows_missing: bool = False
+    non_negative: bool = False  # small negative values from GRIB packing are clipped to 0
 
 
 CATALOGUE: tuple[Field, ...] = (
@@ -29,7 +34,16 @@ CATALOGUE: tuple[Field, ...] = (
     Field("velocity_z", "w", 135, "Pa s**-1", "vertical velocity (omega)"),
     Field("temperature", "t", 130, "K", "air temperature"),
     Field("specific_humidity", "q", 133, "kg kg**-1", "specific humidity"),
-    Field("total_precip", "tp", 228, "m", "total precipitation", accumulated=True),
+    Field(
+        "total_precip",
+        "tp",
+        228,
+        "m",
+        "total precipitation",
+        accumulated=True,
+        allows_missing=True,
+        non_negative=True,
+    ),
     Field("t2m", "2t", 167, "K", "2 metre temperature"),
     Field("geopotential", "z", 129, "m**2 s**-2", "geopotential"),
     Field("relative_humidity", "r", 157, "%", "relative humidity"),

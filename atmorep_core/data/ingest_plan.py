@@ -2,7 +2,9 @@
 
 A plan holds, per field, the regular sequence of valid times and for each (time, level) the
 messages to decode (one, or all ensemble members when their mean is kept). Every problem the user
-can fix (unknown parameters, missing levels or hours, duplicates, missing values) is found here.
+can fix (unknown parameters, missing levels or hours, duplicates, missing values, units that
+cannot be converted, accumulation periods of several lengths) is found here. Bitmap-missing
+points are refused except in fields that allow them (`fields.Field.allows_missing`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from atmorep_core import fields
 from atmorep_core.errors import InputDataError
 from atmorep_core.grid import GaussianGrid, LatLonGrid
 from atmorep_core.io.grib_read import MessageHeader
+from atmorep_core.units import conversion_factor
 
 MEMBER_MEAN = "mean"
 
@@ -40,6 +43,8 @@ class FieldPlan:
     times: np.ndarray  # (time,) datetime64[s], sorted, regular
     messages: list[list[list[MessageHeader]]]  # [time][level] -> members to decode (averaged)
     member: str  # what was kept: "3", "mean"
+    scale: float = 1.0  # multiplies the decoded values into the store's unit (field.units)
+    accumulation_s: int | None = None  # accumulated fields: the one period length, in seconds
 
     @property
     def step(self) -> np.timedelta64 | None:
@@ -112,11 +117,6 @@ def _common_grid(headers: Sequence[MessageHeader]) -> LatLonGrid | GaussianGrid:
     for header in headers:
         if not _same_grid(header.grid, first):
             raise InputDataError(f"{header.where}: grid differs from the file's first message")
-        if header.missing:
-            raise InputDataError(
-                f"{header.where}: {header.missing} missing values (bitmap) in "
-                f"{header.short_name} at {header.valid_time}; the store needs complete fields"
-            )
     return first
 
 
@@ -135,6 +135,8 @@ def _plan_field(name: str, headers: list[MessageHeader], options: IngestOptions)
         raise InputDataError(f"{where}: field {name} on several level types {sorted(level_types)}")
     headers, member = _choose_members(name, headers, options.member)
     levels = _choose_levels(name, headers, options.levels)
+    field = fields.lookup(name)
+    _check_missing(field, headers)
     times = np.array(sorted({h.valid_time for h in headers}), dtype="datetime64[s]")
     _check_regular(name, where, times)
     cells: dict[tuple[np.datetime64, int], list[MessageHeader]] = defaultdict(list)
@@ -153,7 +155,54 @@ def _plan_field(name: str, headers: list[MessageHeader], options: IngestOptions)
                 raise InputDataError(f"{where}: duplicate {name} level {level} at {time}")
             row.append(cell)
         messages.append(row)
-    return FieldPlan(fields.lookup(name), headers[0].level_type, levels, times, messages, member)
+    scale = _scale(field, headers)
+    accumulation = _accumulation(field, headers)
+    return FieldPlan(
+        field, headers[0].level_type, levels, times, messages, member, scale, accumulation
+    )
+
+
+def _check_missing(field: fields.Field, headers: list[MessageHeader]) -> None:
+    if field.allows_missing:
+        return
+    for header in headers:
+        if header.missing:
+            raise InputDataError(
+                f"{header.where}: {header.missing} missing values (bitmap) in "
+                f"{header.short_name} at {header.valid_time}; the store needs complete fields"
+            )
+
+
+def _scale(field: fields.Field, headers: list[MessageHeader]) -> float:
+    """The factor into the store's unit; one unit per field and file."""
+    units = sorted({h.units for h in headers})
+    where = headers[0].path.name
+    if len(units) > 1:
+        raise InputDataError(f"{where}: field {field.name} comes in several units {units}")
+    return conversion_factor(units[0], field.units, f"{where}: field {field.name}")
+
+
+def _accumulation(field: fields.Field, headers: list[MessageHeader]) -> int | None:
+    """The accumulation period every message of an accumulated field shares, in seconds."""
+    if not field.accumulated:
+        return None
+    lengths = sorted({h.accumulation_s for h in headers if h.accumulation_s is not None})
+    if len(lengths) > 1:
+        shown = ", ".join(describe_period(length) for length in lengths)
+        raise InputDataError(
+            f"{headers[0].path.name}: field {field.name} mixes accumulation periods of {shown}; "
+            "a store field holds one period length (ingest each period into its own store)"
+        )
+    return lengths[0] if lengths else None
+
+
+def describe_period(seconds: int | None) -> str:
+    """An accumulation period for messages: "12 h", "90 min", "none recorded"."""
+    if seconds is None:
+        return "none recorded"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds / 60:g} min"
 
 
 def _choose_members(

@@ -275,7 +275,8 @@ class GlobalNorm:
 
 class LocalNorm:
     """Per grid point and month statistics, read for just the window (they are chunked as the
-    data is), so a sample costs a few percent more bytes instead of a whole month's grid."""
+    data is), so a sample costs a few percent more bytes instead of a whole month's grid.
+    Fields with missing values count per point: the month's steps less the missing ones."""
 
     def __init__(self, arrays: FieldArrays, level_index: np.ndarray, kind: ReaderKind) -> None:
         self.level_index = level_index
@@ -283,6 +284,11 @@ class LocalNorm:
         self.counts = arrays.read("stats/local_count")
         self.mean_reader = make_reader(arrays.array("stats/local_mean"), kind)
         self.m2_reader = make_reader(arrays.array("stats/local_m2"), kind)
+        self.missing_reader = (
+            make_reader(arrays.array("stats/local_missing"), kind)
+            if arrays.has_missing_counts
+            else None
+        )
 
     def mean_std(
         self, months: np.ndarray, lat: slice, lon: Sequence[slice]
@@ -296,7 +302,10 @@ class LocalNorm:
             mean = self.mean_reader.read(rows, self.level_index, lat, lon)  # (1, level, lat, lon)
             m2 = self.m2_reader.read(rows, self.level_index, lat, lon)  # (1, level, lat, lon)
             means.append(mean.astype(np.float32))
-            stds.append(np.maximum(np.sqrt(m2 / max(self.counts[row], 1.0)), MIN_STD))
+            count: float | np.ndarray = float(self.counts[row])
+            if self.missing_reader is not None:
+                count = count - self.missing_reader.read(rows, self.level_index, lat, lon)
+            stds.append(np.maximum(np.sqrt(m2 / np.maximum(count, 1.0)), MIN_STD))
         mean, std = np.concatenate(means), np.concatenate(stds).astype(np.float32)
         if len(unique) == 1:
             return mean, std  # broadcasts over time without a copy per step

@@ -3,6 +3,9 @@
 Each call takes the store's lock, rolls back an ingest that an earlier run left unfinished, skips
 files already ingested (by SHA-256), checks every new file completely before writing (see
 `ingest_plan`), and then ingests file by file, each inside an undo-journal transaction.
+Decoded values are brought to the store's unit and conventions by `conform` (precipitation:
+metres, NaN where the input's bitmap says missing, packing noise below zero clipped); a file
+whose unit or accumulation period differs from the store's field is refused before writing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from atmorep_core.data.ingest_plan import FieldPlan, FilePlan, IngestOptions, plan_file
+from atmorep_core.data.conform import conform
+from atmorep_core.data.ingest_plan import (
+    FieldPlan,
+    FilePlan,
+    IngestOptions,
+    describe_period,
+    plan_file,
+)
 from atmorep_core.data.normalize import Moments, RunningMoments, pool_grid_points
 from atmorep_core.errors import InputDataError, StoreBusyError, StoreError
 from atmorep_core.grid import GaussianGrid, GaussianToLatLon, LatLonGrid
@@ -140,6 +150,18 @@ def _check_all(store: Store, todo: Sequence[_Ingest]) -> None:
 
 
 def _check_levels(arrays: FieldArrays, plan: FieldPlan, path: Path) -> None:
+    meta = arrays.meta
+    if meta.units != plan.field.units:
+        raise StoreError(
+            f"{path.name}: field {plan.field.name} is ingested in {plan.field.units!r}, the "
+            f"store holds it in {meta.units!r} (a store from another atmorep; prepare a new one)"
+        )
+    if meta.accumulation_s != plan.accumulation_s:
+        raise StoreError(
+            f"{path.name}: field {plan.field.name} is accumulated over "
+            f"{describe_period(plan.accumulation_s)}, the store's over "
+            f"{describe_period(meta.accumulation_s)}; one store field holds one period length"
+        )
     if arrays.meta.level_type != plan.level_type or not np.array_equal(arrays.levels, plan.levels):
         raise StoreError(
             f"{path.name}: field {plan.field.name} has {plan.level_type} levels "
@@ -219,6 +241,7 @@ def _first_rows(store: Store, plan: FilePlan) -> dict[str, int]:
         rows |= {f"{name}/data": len(arrays.times), f"{name}/time": len(arrays.times)}
         rows |= {f"{name}/stats/{a}": 0 for a in ("global_count", "global_mean", "global_m2")}
         rows |= {f"{name}/stats/{a}": last_month_row for a in _MONTHLY_ARRAYS}
+        rows[f"{name}/stats/local_missing"] = last_month_row  # skipped where absent
     return rows
 
 
@@ -233,12 +256,14 @@ def _ingest_field(
     name = plan.field.name
     if name in store.fields:
         arrays = store.field(name)
+        if plan.field.allows_missing:
+            arrays.ensure_missing_counts()
     else:
         meta = FieldMeta(
             name, plan.field.short_name, plan.field.param_id, plan.field.units,
-            plan.level_type, plan.member,
+            plan.level_type, plan.member, plan.accumulation_s,
         )  # fmt: skip
-        arrays = store.add_field(meta, plan.levels)
+        arrays = store.add_field(meta, plan.levels, plan.field.allows_missing)
     start = len(arrays.times)
     stop = start + len(plan.times)
     _extend_time_axis(arrays, plan, start, stop)
@@ -258,14 +283,15 @@ def _ingest_field(
                 in_flight.result()
             written = data[block_start:block_stop].write(block)
             times = plan.times[rows]
-            in_flight = helper.submit(_accumulate_monthly, monthly, times, block, written)
+            in_flight = helper.submit(
+                _accumulate_monthly, monthly, times, block, written, plan.field.allows_missing
+            )
             done += (block_stop - block_start) * len(plan.levels) * len(plan.messages[0][0])
             progress(f"{name} {plan.times[rows][-1]}", done / total)
         if in_flight is not None:
             in_flight.result()
     _fault_point()
-    moments_local = {month: sums.moments() for month, sums in monthly.items()}
-    _merge_statistics(arrays, moments_local)
+    _merge_statistics(arrays, monthly)
     _fault_point()
     return done
 
@@ -292,63 +318,73 @@ def _decode_block(plan: FieldPlan, rows: slice, regrid: GaussianToLatLon | None)
     first = cells[0][0]
     shape = regrid.target.shape if regrid else first.grid.shape
     block = np.empty((len(cells), *shape), dtype=np.float32)
+    times = plan.times[rows]
     for i, cell in enumerate(cells):
         members = [next(decoded) for _ in cell]
         values = members[0] if len(members) == 1 else np.mean(members, axis=0, dtype=np.float64)
-        block[i] = regrid(np.asarray(values)) if regrid else values
-    if not np.isfinite(block).all():
-        bad = int(np.flatnonzero(~np.isfinite(block).reshape(len(cells), -1).all(axis=1))[0])
-        raise InputDataError(
-            f"{first.path.name}: field {plan.field.name} has NaN or infinite values at "
-            f"{plan.times[rows][bad // len(plan.levels)]}"
-        )
+        values = regrid(np.asarray(values)) if regrid else np.asarray(values)
+        block[i] = conform(values, plan, first.path.name, times[i // len(plan.levels)])
     return block.reshape(len(plan.messages[rows]), len(plan.levels), *shape)
 
 
 def _accumulate_monthly(
-    monthly: dict[int, RunningMoments], times: np.ndarray, block: np.ndarray, written: Any
+    monthly: dict[int, RunningMoments],
+    times: np.ndarray,
+    block: np.ndarray,
+    written: Any,
+    skip_nan: bool,
 ) -> None:
     months = _yyyymm(times)
     for month in np.unique(months):
         steps = block[months == month]
-        monthly.setdefault(int(month), RunningMoments(steps[0])).add(steps)
+        monthly.setdefault(int(month), RunningMoments(steps[0], skip_nan)).add(steps)
     written.result()
 
 
-def _merge_statistics(arrays: FieldArrays, moments_local: dict[int, Moments]) -> None:
+def _merge_statistics(arrays: FieldArrays, monthly: dict[int, RunningMoments]) -> None:
+    moments_local = {month: sums.moments() for month, sums in monthly.items()}
     moments_global = reduce(Moments.merge, map(pool_grid_points, moments_local.values()))
     previous = Moments(
-        float(arrays.read("stats/global_count")[0]),
+        arrays.read("stats/global_count").astype(np.float64),
         arrays.read("stats/global_mean"),
         arrays.read("stats/global_m2"),
     )
     merged = previous.merge(moments_global)
-    arrays.array("stats/global_count")[:] = np.full(len(merged.mean), merged.count)
+    arrays.array("stats/global_count")[:] = np.broadcast_to(merged.count, merged.mean.shape)
     arrays.array("stats/global_mean")[:] = merged.mean
     arrays.array("stats/global_m2")[:] = merged.m2
     months = arrays.read("stats/month").tolist()
+    missing = arrays.has_missing_counts
     for month, moments in sorted(moments_local.items()):
+        steps = float(monthly[month].count)
         if months and months[-1] == month:  # the store's last month continues
             row = len(months) - 1
+            steps += float(arrays.read("stats/local_count")[row])
             moments = _local_row(arrays, row).merge(moments)
         else:
             row = len(months)
             months.append(month)
-            for name in _MONTHLY_ARRAYS:
+            for name in _MONTHLY_ARRAYS + (("local_missing",) if missing else ()):
                 array = arrays.array(f"stats/{name}")
                 array.resize((row + 1, *array.shape[1:]))
             arrays.array("stats/month")[row] = month
-        arrays.array("stats/local_count")[row] = moments.count
+        arrays.array("stats/local_count")[row] = steps
         arrays.fast("stats/local_mean")[row].write(moments.mean).result()
         arrays.fast("stats/local_m2")[row].write(moments.m2).result()
+        if missing:  # the per-point counts are steps less the missing ones
+            absent = (steps - np.broadcast_to(moments.count, moments.mean.shape)).astype(np.int32)
+            arrays.fast("stats/local_missing")[row].write(absent).result()
 
 
 _MONTHLY_ARRAYS = ("month", "local_count", "local_mean", "local_m2")
 
 
 def _local_row(arrays: FieldArrays, row: int) -> Moments:
+    count: float | np.ndarray = float(arrays.read("stats/local_count")[row])
+    if arrays.has_missing_counts:
+        count = count - arrays.fast("stats/local_missing")[row].read().result()
     return Moments(
-        float(arrays.read("stats/local_count")[row]),
+        count,
         arrays.fast("stats/local_mean")[row].read().result(),
         arrays.fast("stats/local_m2")[row].read().result(),
     )

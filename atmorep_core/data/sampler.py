@@ -8,6 +8,10 @@ a month, then a time start within it and a spatial position; inference asks for 
 into batches for training. Arrays are read with tensorstore when it is installed
 (about 15 times the samples per second of zarr-python, BENCHMARKS.md), else with zarr-python.
 
+Fields with missing values (NaN in the store, e.g. precipitation from a bitmap): drawn positions
+avoid every point missing at any time (`valid_windows`), and `read` refuses a window holding NaN
+with an InputDataError naming the field and time, so NaN never reaches the model.
+
 The alpha of a token, its conditioning, is a vector of `ALPHA_KEYS` in this order:
     year, day of year (1 = 1 January), hour (UTC, fractional for even token lengths),
     level, lat and lon of the token's centre (degrees; lon in [0, 360) on global grids),
@@ -40,7 +44,8 @@ from atmorep_core.data.neighbourhood import (
     spatial_range,
     token_alpha,
 )
-from atmorep_core.errors import ConfigError
+from atmorep_core.data.valid_windows import valid_starts
+from atmorep_core.errors import ConfigError, InputDataError
 from atmorep_core.io.store import FieldArrays, Store
 from atmorep_core.model.tokens import tokenize
 
@@ -120,6 +125,12 @@ class _FieldSource:
             self.reader: WindowReader = make_reader(arrays.data, reader)
         except (ImportError, ValueError) as error:
             raise ConfigError(f"reader: tensorstore cannot read this store ({error})") from None
+        self.may_miss = arrays.has_missing_counts
+        missing = arrays.missing_mask(self.level_index) if self.may_miss else None
+        self.missing: np.ndarray | None = None
+        if missing is not None:
+            self.missing = np.asarray(missing.any(axis=0))  # (lat, lon) over the levels used
+        self.missing_points = 0 if self.missing is None else int(self.missing.sum())
         self.norm: Normaliser
         if config.normalisation == "global":
             self.norm = GlobalNorm(arrays, self.level_index)
@@ -184,6 +195,27 @@ class NeighbourhoodSampler:
         # Monte Carlo sampling picks a month first, then a start inside it.
         start_months = months_of(self.time_axis.times[self.starts])
         self.months, self._month_of_start = np.unique(start_months, return_inverse=True)
+        self._valid = self._valid_places()
+
+    def _valid_places(self) -> np.ndarray | None:
+        """(n, 2) (lat_start, lon_start) of windows free of missing points; None: all are."""
+        masks = [s.missing for s in self._sources if s.missing is not None]
+        if not masks:
+            return None
+        valid = valid_starts(np.logical_or.reduce(masks), *self.extent[1:], self.space)
+        if len(valid) == 0:
+            gaps = ", ".join(
+                f"{s.config.name} ({s.missing_points} of {self.grid.nlat * self.grid.nlon} "
+                "points missing at some time)"
+                for s in self._sources
+                if s.missing is not None
+            )
+            raise ConfigError(
+                f"fields[0].token_count: no neighbourhood of {self.extent[1]} x "
+                f"{self.extent[2]} grid points avoids the missing values of {gaps}; "
+                "use smaller neighbourhoods"
+            )
+        return valid
 
     def _inside(
         self, starts: np.ndarray, window: tuple[np.datetime64, np.datetime64]
@@ -209,6 +241,9 @@ class NeighbourhoodSampler:
         for i, m in enumerate(month):
             candidates = self.starts[self._month_of_start == m]
             time_index[i] = candidates[rng.integers(len(candidates))]
+        if self._valid is not None:  # only places whose box never holds a missing value
+            lat, lon = self._valid[rng.integers(len(self._valid), size=n)].T
+            return np.stack([time_index, lat, lon], axis=1)
         lat = rng.integers(self.space.lat_starts, size=n)
         lon = rng.integers(self.space.lon_starts, size=n)
         return np.stack([time_index, lat, lon], axis=1)
@@ -265,6 +300,12 @@ class NeighbourhoodSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens and alpha of one field; `own` is the window's first index in its time axis."""
         raw = source.reader.read(slice(own, own + len(times)), source.level_index, lat, lons)
+        if source.may_miss and np.isnan(raw).any():
+            first = times[int(np.flatnonzero(np.isnan(raw).reshape(len(times), -1).any(1))[0])]
+            raise InputDataError(
+                f"{source.config.name}: missing values (NaN) in the neighbourhood at {first} "
+                f"(rows from {lat.start}, columns from {lons[0].start}); they never enter the model"
+            )
         mean, std = source.norm.mean_std(months_of(times), lat, lons)
         values = (raw - mean) / std  # (time, level, lat, lon)
         points = torch.from_numpy(np.ascontiguousarray(values.transpose(1, 0, 2, 3), np.float32))

@@ -1,10 +1,15 @@
-"""Read what a product starts from: one field's levels at given times over a domain of a store."""
+"""Read what a product starts from: one field's levels at given times over a domain of a store.
+
+A store field may hold NaN where its input had missing values (precipitation bitmaps); a window
+holding one is refused with an InputDataError naming the field, level and time, since a model
+given NaN would spread it through every output.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from atmorep_core.errors import MissingInputError, StoreError
+from atmorep_core.errors import InputDataError, MissingInputError, StoreError
 from atmorep_core.io.store import Store
 
 _SHOWN = 6  # missing times named in an error before "and N more"
@@ -19,7 +24,8 @@ def read_window(
     columns: np.ndarray,
 ) -> np.ndarray:
     """(level, time, lat, lon) float32 values at the given grid rows and columns (any order,
-    e.g. across the date line); MissingInputError naming every missing time."""
+    e.g. across the date line); MissingInputError naming every missing time, InputDataError
+    where the window holds missing values (NaN)."""
     if name not in store.fields:
         raise StoreError(f"{store.path}: no field {name!r} (fields: {', '.join(store.fields)})")
     arrays = store.field(name)
@@ -38,7 +44,24 @@ def read_window(
             [data[t, li, rows, c].read().result() for c in columns_read] for t in times_read
         ]  # [time run][column run] -> (time, lat, lon) blocks
         out[i] = np.concatenate([np.concatenate(row, axis=-1) for row in pieces], axis=0)
+    _refuse_missing(out, name, levels, times, store)
     return out
+
+
+def _refuse_missing(
+    values: np.ndarray, name: str, levels: tuple[int, ...], times: np.ndarray, store: Store
+) -> None:
+    """InputDataError at the first (level, time) whose window holds NaN."""
+    nan = np.isnan(values)
+    if not nan.any():
+        return
+    level, time = np.argwhere(nan.any(axis=(2, 3)))[0]
+    count = int(nan[level, time].sum())
+    raise InputDataError(
+        f"{name} in {store.path} has {count} missing values (NaN) at level {levels[level]}, "
+        f"{str(times.astype('datetime64[s]')[time])[:16]} inside the domain; products need "
+        "complete inputs (choose a domain inside the field's valid points)"
+    )
 
 
 def _runs(index: np.ndarray) -> list[slice]:

@@ -6,6 +6,12 @@ since opening a message costs as much as decoding a small field; large fields ar
 message by message, by seeking to each message's offset, overlapping with the writes.
 Parameter and grid identities are looked up once per distinct raw key combination: eccodes'
 concept lookups (paramId, shortName) cost more than the decoding of a small field.
+
+Points a message's bitmap marks missing are decoded as NaN, never as eccodes' `missingValue`
+(9999 by default, a plausible amount of rain in mm). Accumulated fields (`fields.Field.accumulated`)
+carry the length of their accumulation period, which ends at the valid time: stepRange start-end
+(stepType accum), or from the forecast's start to its step where ECMWF's GRIB1 encodes an
+accumulation as an instantaneous step (timeRangeIndicator 0, e.g. IFS tp at step 24).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 import eccodes
 import numpy as np
 
+from atmorep_core import fields
 from atmorep_core.errors import InputDataError
 from atmorep_core.grid import GaussianGrid, LatLonGrid, gaussian_latitudes
 
@@ -43,6 +50,8 @@ class MessageHeader:
     member: int  # ensemble number; 0 for deterministic data
     grid: LatLonGrid | GaussianGrid
     missing: int  # number of points flagged missing by the bitmap
+    units: str = ""  # as eccodes names the parameter's units, e.g. "m", "kg m**-2"
+    accumulation_s: int | None = None  # accumulated fields: seconds up to the valid time
     values: np.ndarray | None = field(default=None, compare=False, repr=False)  # kept if small
 
     @property
@@ -100,7 +109,7 @@ def _decode_one(stream: object, header: MessageHeader) -> np.ndarray:
         if handle is None:
             raise InputDataError(f"{header.where}: message vanished (file changed while reading)")
         try:
-            values = eccodes.codes_get_values(handle)
+            values = _values(handle, header.missing)
         finally:
             eccodes.codes_release(handle)
     except eccodes.GribInternalError as error:
@@ -108,15 +117,24 @@ def _decode_one(stream: object, header: MessageHeader) -> np.ndarray:
     return values.reshape(header.grid.shape)
 
 
+def _values(handle: int, missing: int) -> np.ndarray:
+    """The message's values, NaN where its bitmap says missing (eccodes would give 9999)."""
+    values = np.asarray(eccodes.codes_get_values(handle), dtype=np.float64)
+    if missing:
+        present = np.asarray(eccodes.codes_get_array(handle, "bitmap")) != 0
+        values[~present] = np.nan
+    return values
+
+
 class _Lookups:
     """Per-scan caches of parameter identities and grids, keyed by cheap raw keys."""
 
     def __init__(self) -> None:
-        self.params: dict[tuple[int, ...], tuple[str, int, str]] = {}
+        self.params: dict[tuple[int, ...], tuple[str, int, str, str]] = {}
         self.grids: dict[str, LatLonGrid | GaussianGrid] = {}
 
-    def param(self, handle: int) -> tuple[str, int, str]:
-        """(shortName, paramId, typeOfLevel) of a message."""
+    def param(self, handle: int) -> tuple[str, int, str, str]:
+        """(shortName, paramId, typeOfLevel, units) of a message."""
         key = _raw_param_key(handle)
         if key not in self.params:
             get = eccodes.codes_get
@@ -124,6 +142,7 @@ class _Lookups:
                 str(get(handle, "shortName")),
                 int(get(handle, "paramId")),
                 str(get(handle, "typeOfLevel")),
+                str(get(handle, "units")),
             )
         return self.params[key]
 
@@ -163,12 +182,13 @@ def _header(
 ) -> MessageHeader:
     get = eccodes.codes_get
     where = f"{path.name} message {index + 1}"
-    short_name, param_id, level_type = lookups.param(handle)
+    short_name, param_id, level_type, units = lookups.param(handle)
     member = get(handle, "number") if eccodes.codes_is_defined(handle, "number") else 0
     grid = lookups.grid(handle, where)
+    missing = int(get(handle, "numberOfMissing"))
     values = None
     if keep_values and grid.shape[0] * grid.shape[1] < SMALL_FIELD_POINTS:
-        values = eccodes.codes_get_values(handle).astype(np.float32).reshape(grid.shape)
+        values = _values(handle, missing).astype(np.float32).reshape(grid.shape)
     return MessageHeader(
         path=path,
         index=index,
@@ -180,9 +200,27 @@ def _header(
         valid_time=_valid_time(handle),
         member=int(member or 0),
         grid=grid,
-        missing=int(get(handle, "numberOfMissing")),
+        missing=missing,
+        units=units,
+        accumulation_s=_accumulation_s(handle, short_name, param_id),
         values=values,
     )
+
+
+def _accumulation_s(handle: int, short_name: str, param_id: int) -> int | None:
+    """Seconds of accumulation up to the valid time; None for fields that are not accumulated.
+
+    Changes the handle's step units: call it after every other key has been read."""
+    try:
+        if not fields.from_grib(short_name, param_id).accumulated:
+            return None
+    except InputDataError:
+        return None  # an unknown parameter is refused, if selected, while planning
+    eccodes.codes_set_string(handle, "stepUnits", "s")
+    end = int(eccodes.codes_get_long(handle, "endStep"))
+    if eccodes.codes_get(handle, "stepType") == "instant":
+        return end  # ECMWF GRIB1: accumulated from the forecast's start (timeRangeIndicator 0)
+    return end - int(eccodes.codes_get_long(handle, "startStep"))
 
 
 def _valid_time(handle: int) -> np.datetime64:

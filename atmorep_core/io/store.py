@@ -2,7 +2,8 @@
 
     STORE.zarr/                 attrs: format_version, grid, sources (ingested files + checksums)
       lat, lon                  coordinates of the shared regular lat-lon grid
-      <field>/                  attrs: short_name, param_id, units, level_type, time_step_s, member
+      <field>/                  attrs: short_name, param_id, units, level_type, time_step_s, member,
+                                accumulation_s (accumulated fields: seconds up to each valid time)
         data                    (time, level, lat, lon) float32, sharded for neighbourhood reads
         time                    (time,) int64 seconds since 1970-01-01 UTC, regular steps
         level                   (level,) int32
@@ -10,9 +11,14 @@
         stats/month                    (month,) int32 as YYYYMM
         stats/local_count              (month,) float64
         stats/local_{mean,m2}          (month, level, lat, lon) float64, per grid point and month
+        stats/local_missing            (month, level, lat, lon) int32, fields allowing missing
+                                       values only: time steps each point is NaN in the month
 
 Moments are kept as count, mean and sum of squared deviations (m2) so that appending data merges
-exactly; mean and std are derived on read.
+exactly; mean and std are derived on read. Fields that allow missing values (bitmaps, e.g. DWD
+precipitation) hold NaN in `data` where the input had none; their statistics leave NaN out, so a
+point's local count is local_count minus local_missing, and `FieldArrays.missing_mask` gives the
+points missing at any time. Stores written before these arrays existed read as having none.
 
 zarr-python makes the hierarchy and handles the small arrays; the large ones are read and written
 through tensorstore, which handles sharded arrays 20-30x faster (measured on a 0.25-degree grid:
@@ -43,6 +49,7 @@ INNER_CHUNK = (6, 1, 18, 18)
 SHARD = (24, 1, 144, 288)
 _COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
+_MISSING = "stats/local_missing"
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class FieldMeta:
     units: str
     level_type: str
     member: str  # which ensemble member was kept: a number or "mean"
+    accumulation_s: int | None = None  # accumulated fields: period length ending at valid time
 
 
 class FieldArrays:
@@ -78,7 +86,7 @@ class FieldArrays:
     @cached_property
     def meta(self) -> FieldMeta:
         attrs: dict[str, Any] = dict(self.group.attrs)
-        return FieldMeta(**{k: attrs[k] for k in FieldMeta.__dataclass_fields__})
+        return FieldMeta(**{k: attrs[k] for k in FieldMeta.__dataclass_fields__ if k in attrs})
 
     @property
     def data(self) -> zarr.Array:
@@ -105,6 +113,37 @@ class FieldArrays:
     def months(self) -> np.ndarray:
         return self.read("stats/month")
 
+    @property
+    def has_missing_counts(self) -> bool:
+        """Whether the field may hold NaN (its statistics count missing values per point)."""
+        return _MISSING in self.group
+
+    def missing_mask(self, level_index: np.ndarray | None = None) -> np.ndarray | None:
+        """(level, lat, lon) True where a point is missing at some time; None if never any."""
+        if not self.has_missing_counts:
+            return None
+        missing = self.fast(_MISSING)
+        levels = slice(None) if level_index is None else level_index
+        mask: np.ndarray | None = None
+        for row in range(missing.shape[0]):  # a month at a time: bounded memory
+            month = np.asarray(missing[row].read().result())[levels] > 0
+            mask = month if mask is None else mask | month
+        return mask if mask is not None and mask.any() else None
+
+    def ensure_missing_counts(self) -> None:
+        """Add zero missing counts to a field made before they existed (it holds no NaN)."""
+        if self.has_missing_counts:
+            return
+        like = self.array("stats/local_m2")
+        self.group.create_array(
+            _MISSING,
+            data=np.zeros(like.shape, dtype="int32"),
+            chunks=like.chunks,
+            shards=like.shards,
+            compressors=_COMPRESSOR,
+            dimension_names=["month", "level", "lat", "lon"],
+        )
+
     def global_norm(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation per level over everything ingested."""
         count = self.read("stats/global_count")
@@ -117,10 +156,12 @@ class FieldArrays:
         if where.size == 0:
             raise StoreError(f"field {self.name}: no statistics for month {yyyymm}")
         row = int(where[0])
-        count = float(self.read("stats/local_count")[row])
+        count: float | np.ndarray = float(self.read("stats/local_count")[row])
+        if self.has_missing_counts:
+            count = count - self.fast(_MISSING)[row].read().result()
         mean = self.fast("stats/local_mean")[row].read().result()
         m2 = self.fast("stats/local_m2")[row].read().result()
-        return mean, np.sqrt(m2 / max(count, 1.0))
+        return mean, np.sqrt(m2 / np.maximum(count, 1.0))
 
 
 class Store:
@@ -180,8 +221,11 @@ class Store:
         attrs: dict[str, Any] = dict(self.root.attrs)
         return list(attrs.get("sources", []))
 
-    def add_field(self, meta: FieldMeta, levels: np.ndarray) -> FieldArrays:
-        """Create an empty field group with its arrays (time axis of length 0)."""
+    def add_field(
+        self, meta: FieldMeta, levels: np.ndarray, allows_missing: bool = False
+    ) -> FieldArrays:
+        """Create an empty field group with its arrays (time axis of length 0); with
+        `allows_missing` also the per-point counts of missing values."""
         nlat, nlon = self.grid.shape
         nlev = len(levels)
         group = self.root.create_group(meta.name, attributes={**meta.__dict__, "time_step_s": None})
@@ -204,15 +248,20 @@ class Store:
         stats.create_array("local_count", shape=(0,), dtype="float64", chunks=(1024,))
         # A month's statistics are one shard of small chunks: the sampler reads just the window.
         month_shard = (1, nlev, _round_up(nlat, INNER_CHUNK[2]), _round_up(nlon, INNER_CHUNK[3]))
-        for name in ("local_mean", "local_m2"):
+        names = (
+            ("local_mean", "local_m2", "local_missing")
+            if allows_missing
+            else ("local_mean", "local_m2")
+        )
+        for name in names:
             stats.create_array(
                 name,
                 shape=(0, nlev, nlat, nlon),
-                dtype="float64",
+                dtype="int32" if name == "local_missing" else "float64",
                 chunks=(1, 1, *INNER_CHUNK[2:]),
                 shards=month_shard,
                 compressors=_COMPRESSOR,
-                fill_value=0.0,
+                fill_value=0,
                 dimension_names=["month", "level", "lat", "lon"],
             )
         return FieldArrays(group, self.path / meta.name)
