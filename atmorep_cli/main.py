@@ -14,6 +14,7 @@ import typer
 from atmorep_cli import correct as correct_cli
 from atmorep_cli import (
     counterfactual,
+    downscale,
     evaluate,
     forecast,
     info,
@@ -43,6 +44,7 @@ app.command("evaluate")(evaluate.command)
 app.command("correct")(correct_cli.command)
 app.command("interpolate")(interpolate.command)
 app.command("counterfactual")(counterfactual.command)
+app.command("downscale")(downscale.command)
 
 
 def run() -> None:

@@ -56,13 +56,16 @@ def test_each_point_matches_a_least_squares_fit_built_by_hand(truth: TruthField)
         assert forecast[0, 0, row, column] == pytest.approx(expected, abs=1e-4)
 
 
-def test_it_beats_persistence_on_days_it_was_not_fitted_on(truth: TruthField) -> None:
+def test_it_beats_persistence_on_days_it_was_not_fitted_on(
+    truth: TruthField, t2m_store: Path
+) -> None:
     model, climatology = fitted(truth), Climatology(TRAINING).of(truth)
+    grid = Store.open(t2m_store).grid
     leads = np.array([1, 3, 6], dtype="timedelta64[h]")
     errors: dict[str, list[np.ndarray]] = {"autoregression": [], "persistence": []}
     for init in np.arange("2019-03-20T00", "2019-03-24T18", 5, dtype="datetime64[h]"):
         start = np.array([init], dtype="datetime64[s]")
-        given = BaselineInput(truth, start, start + leads, climatology, model)
+        given = BaselineInput(truth, start, start + leads, climatology, model, grid)
         actual = truth.read(start + leads)[None]
         for name in errors:
             errors[name].append((getattr(baselines, name)(given) - actual) ** 2)

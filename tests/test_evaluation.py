@@ -152,7 +152,7 @@ def test_baselines_on_the_real_t2m_store(t2m_store: Path) -> None:
     valid = init + np.array([1, 6], dtype="timedelta64[h]")
     window = Window(np.datetime64("2019-03-01T00", "s"), np.datetime64("2019-03-19T23", "s"), "t")
     hourly = Climatology(window).of(truth)
-    given = BaselineInput(truth, init, valid, hourly, Autoregression(truth, hourly))
+    given = BaselineInput(truth, init, valid, hourly, Autoregression(truth, hourly), store.grid)
     data = np.asarray(arrays.data[...])[:, 0]  # (time, lat, lon) as the store holds it
     at = {t: int(np.flatnonzero(arrays.times == t)[0]) for t in (init[0], *valid)}
     persistence = baselines.persistence(given)  # (1, step, level, lat, lon)

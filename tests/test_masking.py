@@ -214,6 +214,22 @@ def test_identity_masks_nothing_and_targets_everything() -> None:
         assert torch.equal(targets[name], _flat(batch.tokens[name]))
 
 
+def test_downscaling_shows_every_token_as_block_means_and_targets_it_in_full() -> None:
+    batch = _batch(fields=("u", "v"))
+    config = _config({"kind": "downscaling", "factor": [1, 3, 3]}, fields="uv")
+    inputs, targets = mask_batch(batch, config, torch.Generator())
+    for name, field_input in inputs.items():
+        tokens = batch.tokens[name]  # (B, L, n_t, n_y, n_x, 2, 6, 6)
+        assert not bool(field_input.masked.any())
+        assert torch.equal(targets[name], _flat(tokens))
+        blocks = tokens.reshape(*tokens.shape[:6], 2, 3, 2, 3).mean(dim=(7, 9), keepdim=True)
+        expected = blocks.expand(*tokens.shape[:6], 2, 3, 2, 3).reshape(tokens.shape)
+        torch.testing.assert_close(field_input.tokens, expected)
+    with pytest.raises(ConfigError, match=r"factor: \(1, 4, 4\) does not divide"):
+        wrong = _config({"kind": "downscaling", "factor": [1, 4, 4]}, fields="uv")
+        mask_batch(batch, wrong, torch.Generator())
+
+
 # --- synchronisation and determinism --------------------------------------------------------------
 
 

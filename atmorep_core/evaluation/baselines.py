@@ -16,12 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from atmorep_core.evaluation.autoregression import Autoregression
 from atmorep_core.evaluation.climatology import HourlyMeans
+from atmorep_core.evaluation.downscaling_baselines import (
+    CoarseInput,
+    regression_features,
+    regression_fit,
+)
 from atmorep_core.evaluation.truth import TruthField, Unavailable
+from atmorep_core.grid import LatLonGrid
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,9 @@ class BaselineInput:
     valid_times: np.ndarray  # (step,) datetime64[s]: the leads being scored
     climatology: HourlyMeans
     autoregression: Autoregression
+    grid: LatLonGrid  # the product field's grid
     attributes: Mapping[str, str] = field(default_factory=dict)  # the product's provenance
+    memo: dict[tuple[object, ...], Any] = field(default_factory=dict)  # fits kept between products
 
 
 BaselineFunction = Callable[[BaselineInput], np.ndarray]  # -> (1, step, level, lat, lon)
@@ -78,7 +87,10 @@ def autoregression(given: BaselineInput) -> np.ndarray:
     return given.autoregression.forecast(given.init[0], given.valid_times)[None]
 
 
-@register("climatology", kinds=("forecast", "interpolation", "correction", "counterfactual"))
+@register(
+    "climatology",
+    kinds=("forecast", "interpolation", "correction", "counterfactual", "downscaling"),
+)
 def climatology(given: BaselineInput) -> np.ndarray:
     """The mean of the climatology window at each valid time's hour of day, per grid point."""
     return given.climatology.at(given.valid_times)[None]
@@ -101,6 +113,30 @@ def spline_in_time(given: BaselineInput) -> np.ndarray:
 
     hours, known = _given_steps(given)
     return CubicSpline(hours, known, axis=0)(_hours(given, given.valid_times))[None]
+
+
+@register("bilinear_in_space", kinds=("downscaling",))
+def bilinear_in_space(given: BaselineInput) -> np.ndarray:
+    """The product's coarse input interpolated bilinearly onto its points
+    (`downscaling_baselines.py`)."""
+    return _coarse(given).bilinear(given.valid_times)[None]
+
+
+@register("regression_on_bilinear", kinds=("downscaling",))
+def regression_on_bilinear(given: BaselineInput) -> np.ndarray:
+    """Per grid point, the truth regressed on the bilinear value and the hour of day, fitted on
+    the climatology's window."""
+    coarse = _coarse(given)
+    key = ("regression", given.attributes.get("input_store"), given.truth.key)
+    if key not in given.memo:
+        given.memo[key] = regression_fit(coarse, given.truth, given.climatology.window)
+    features = regression_features(coarse.bilinear(given.valid_times), given.valid_times)
+    return np.einsum("t...f,...f->t...", features, given.memo[key])[None]
+
+
+def _coarse(given: BaselineInput) -> CoarseInput:
+    name = given.truth.arrays.name
+    return CoarseInput(given.attributes.get("input_store", ""), name, given.grid)
 
 
 def _given_steps(given: BaselineInput) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +109,7 @@ class _Scorer:
     def __init__(self, store: Store, climatology: Climatology, maps: ErrorMaps) -> None:
         self.store, self.climatology, self.maps = store, climatology, maps
         self.autoregressions = Autoregressions()
+        self.memo: dict[tuple[object, ...], Any] = {}  # baselines' fits, kept between products
         self.tally = Tally()
         self.notes: list[str] = []
         self._regions: dict[LatLonGrid, Region] = {}
@@ -166,7 +168,9 @@ class _Scorer:
             self.note(text)
         init = np.array([product.init], dtype="datetime64[s]")
         autoregression = self.autoregressions.of(truth, hourly)
-        given = BaselineInput(truth, init, valid, hourly, autoregression, product.attributes)
+        given = BaselineInput(
+            truth, init, valid, hourly, autoregression, grid, product.attributes, self.memo
+        )
         self._baselines(product.kind, given, scored)
 
     def _present(self, path: Path, product: Product, name: str, truth: TruthField) -> np.ndarray:

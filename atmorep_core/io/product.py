@@ -25,7 +25,7 @@ from atmorep_core.fields import Field, lookup
 from atmorep_core.grid import LatLonGrid
 from atmorep_core.rotated_grid import RotatedGrid
 
-PRODUCT_KINDS = ("forecast", "correction", "interpolation", "counterfactual")
+PRODUCT_KINDS = ("forecast", "correction", "interpolation", "counterfactual", "downscaling")
 ProductGrid = LatLonGrid | RotatedGrid
 
 

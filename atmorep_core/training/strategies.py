@@ -37,6 +37,7 @@ from atmorep_core.errors import ConfigError
 __all__ = [
     "BertStrategy",
     "Distortion",
+    "DownscalingStrategy",
     "ForecastStrategy",
     "IdentityStrategy",
     "InterpolationStrategy",
@@ -217,6 +218,25 @@ class IdentityStrategy(_Strategy):
         return TokenPlan(target_index, torch.full((batch_size, n), int(Distortion.KEEP)))
 
 
+class DownscalingStrategy(_Strategy):
+    """Every token shown only as its block means and predicted in full: downscaling, the fine
+    field from a coarse one (AtmoRep's coarsening distortion on every token). A coarse input put
+    on the fine grid block by block (nearest neighbour) is its own block means, so training on
+    fine fields asks exactly what a product on coarse input asks."""
+
+    kind: Literal["downscaling"] = "downscaling"
+    factor: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 4, 4)
+    """Fine grid points per coarse one in (t, y, x); divides the token size."""
+
+    def plan(self, grid: TokenGrid, batch_size: int, generator: torch.Generator) -> TokenPlan:
+        if any(s % f for s, f in zip(grid.size, self.factor, strict=True)):
+            raise ConfigError(f"factor: {self.factor} does not divide the token size {grid.size}")
+        n = grid.num_tokens
+        target_index = torch.arange(n).expand(batch_size, n)  # (B, N)
+        coarsened = torch.full((batch_size, n), int(Distortion.COARSEN))
+        return TokenPlan(target_index, coarsened, coarsen_factor=self.factor)
+
+
 def _time_slice_plan(grid: TokenGrid, batch_size: int, time_slices: range | list[int]) -> TokenPlan:
     """Mask every token of the given time-token slices, the same for all samples."""
     chosen = grid.flat_index()[:, list(time_slices)].flatten()  # (M,) ascending: C order
@@ -224,7 +244,9 @@ def _time_slice_plan(grid: TokenGrid, batch_size: int, time_slices: range | list
     return TokenPlan(target_index, torch.full(target_index.shape, int(Distortion.MASK)))
 
 
-_Plain = BertStrategy | ForecastStrategy | InterpolationStrategy | IdentityStrategy
+_Plain = (
+    BertStrategy | ForecastStrategy | InterpolationStrategy | IdentityStrategy | DownscalingStrategy
+)
 
 
 class MixtureChoice(BaseModel):

@@ -1,0 +1,200 @@
+"""Downscaling: the fine field from a coarse one, asked of a checkpoint trained on the fine grid
+with the downscaling strategy (every token shown only as its block means, predicted in full).
+
+The coarse input (a store; GRIB files are prepared into one first, as for every product) is put
+on the part of the checkpoint's grid that it covers, every fine point taking the value of its
+nearest coarse point: a coarse grid aligned with the fine one (ERA5's 1 degree over its
+0.25 degree) gives whole blocks, which the strategy's block means leave as they are, so the model
+is asked exactly what it was trained on. The values are normalised with the checkpoint's
+statistics, tiled, asked in windows of the model's time extent (a last window shorter than that
+overlaps the one before) and stitched; the product lies on that fine grid, or is regridded onto a
+target grid (`target`: a grid named in `recipes/grids.yaml` or any GRIB file's grid, rotated or
+regular).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from atmorep_core.errors import ConfigError, InputDataError, MissingInputError
+from atmorep_core.grid import LatLonGrid
+from atmorep_core.inference.domain import provenance
+from atmorep_core.inference.engine import DomainField, Predictor, Progress, ask
+from atmorep_core.inference.members import draw_heads, progress_part
+from atmorep_core.inference.statistics import FieldStatistics
+from atmorep_core.inference.tiling import tile
+from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.io.product import Product, ProductField
+from atmorep_core.io.store import Store
+from atmorep_core.regrid import regrid_grid
+from atmorep_core.rotated_grid import RotatedGrid, target_grid
+from atmorep_core.training.strategies import DownscalingStrategy
+
+_TOLERANCE_DEG = 1e-6
+
+
+@dataclass(frozen=True)
+class DownscaleRequest:
+    """What a user asks for (the CLI's options)."""
+
+    start: datetime
+    end: datetime
+    members: int = 1
+    seed: int = 0
+    target: str | None = None  # a grid name or a GRIB file; None: the checkpoint's own grid
+    batch_size: int = 16
+
+
+def downscale(
+    trained: TrainedModel,
+    inputs: Store,
+    statistics_store: Store | None,
+    request: DownscaleRequest,
+    progress: Progress | None = None,
+    predictor: Predictor | None = None,
+) -> Product:
+    """The downscaled product; `predictor` defaults to the trained model (tests pass others)."""
+    strategy = trained_strategy(trained)
+    fine = Store.open(trained.training_store).grid
+    rows, columns = covered(fine, inputs.grid)
+    domain = LatLonGrid(
+        float(fine.lats[rows[0]]), fine.lat_step, len(rows),
+        float(fine.lons[columns[0]]), fine.lon_step, len(columns),
+    )  # fmt: skip
+    try:
+        tiling = tile(domain, trained.extent[1:])
+    except ConfigError:
+        raise InputDataError(
+            f"the input covers {domain.describe()} of the checkpoint's grid, less than one "
+            f"neighbourhood of {trained.extent[1]} x {trained.extent[2]} points"
+        ) from None
+    times = _times(inputs, trained, request)
+    configs = {f.name: f for f in trained.config.fields}
+    stats = {
+        n: FieldStatistics(n, f.levels, trained.normalisation[n], statistics_store,
+                           slice(int(rows[0]), int(rows[-1]) + 1), columns)
+        for n, f in configs.items()
+    }  # fmt: skip
+    nearest = _nearest(inputs.grid, domain)
+    shown = {n: _read(inputs, n, f.levels, times)[..., nearest[0], :][..., nearest[1]]
+             for n, f in configs.items()}  # (L, T, R, C) each  # fmt: skip
+    windows = _windows(len(times), trained.extent[0])
+    heads = draw_heads(request.members, len(windows), request.seed, trained)
+    members = {n: np.empty((request.members, *v.shape), np.float32) for n, v in shown.items()}
+    for number, (start, keep) in enumerate(windows):
+        span = slice(start, start + trained.extent[0])
+        asked = {n: DomainField(c, stats[n].normalise(shown[n][:, span], times[span]))
+                 for n, c in configs.items()}  # fmt: skip
+        part = progress_part(progress, number, len(windows), "window")
+        answers = ask(predictor or trained.model, asked, times[span], tiling, strategy,
+                      heads[number], request.batch_size, part)  # fmt: skip
+        for member, answer in enumerate(answers):
+            for n in configs:
+                values = stats[n].denormalise(answer[n], times[span])  # (L, span, R, C)
+                members[n][member, :, start + keep : start + len(values[0])] = values[:, keep:]
+    grid: LatLonGrid | RotatedGrid = domain
+    if request.target is not None:
+        grid = target_grid(request.target)
+        members = {n: regrid_grid(v, domain, grid).astype(np.float32) for n, v in members.items()}
+    fields = tuple(
+        # values (member, level, step, ...) -> (member, step, level, ...)
+        ProductField(n, inputs.field(n).meta.level_type, configs[n].levels, grid, v.swapaxes(1, 2))
+        for n, v in members.items()
+    )
+    attributes = {
+        **provenance(trained, str(inputs.path), request.members, request.seed),
+        "coarse_grid": inputs.grid.describe(),
+        "downscaling_factor": ",".join(map(str, strategy.factor)),
+    }
+    hours = (times - times[0]) // np.timedelta64(1, "h")
+    init = request.start.replace(tzinfo=None)
+    return Product(init, tuple(int(h) for h in hours), fields, "downscaling", attributes)
+
+
+def trained_strategy(trained: TrainedModel) -> DownscalingStrategy:
+    """The downscaling question the checkpoint was trained with; ConfigError if none."""
+    fields = (trained.recipe.get("training") or {}).get("masking", {}).get("fields", {})
+    strategies = [c["strategy"] for s in fields.values() for c in s.get("choices", [])]
+    strategies += list(fields.values())
+    found = [s for s in strategies if s.get("kind") == "downscaling"]
+    if not found:
+        raise ConfigError(
+            f"--checkpoint {trained.folder}: not trained with the downscaling strategy "
+            "(training.masking kind: downscaling)"
+        )
+    return DownscalingStrategy.model_validate(found[0])
+
+
+def covered(fine: LatLonGrid, coarse: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the fine grid within half a coarse cell of the coarse grid's points."""
+    half_lat, half_lon = abs(coarse.lat_step) / 2, abs(coarse.lon_step) / 2
+    low, high = sorted((coarse.lat_first, coarse.lat_last))
+    rows = np.flatnonzero(
+        (fine.lats > low - half_lat - _TOLERANCE_DEG) & (fine.lats < high + half_lat)
+    )
+    east = (fine.lons - coarse.lon_first + half_lon) % 360.0  # from the first cell's west edge
+    span = coarse.lon_step * (coarse.nlon - 1) + 2 * half_lon
+    columns = np.flatnonzero(east < span - _TOLERANCE_DEG)
+    if len(rows) == 0 or len(columns) == 0:
+        raise InputDataError(
+            f"the input grid ({coarse.describe()}) does not overlap the checkpoint's grid "
+            f"({fine.describe()})"
+        )
+    if len(columns) > 1 and columns[-1] - columns[0] != len(columns) - 1:
+        columns = np.roll(columns, -int(np.argmax(np.diff(columns) > 1)) - 1)  # across 0 deg
+    return rows, columns
+
+
+def _nearest(coarse: LatLonGrid, domain: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
+    """For each domain row and column, the nearest coarse row and column."""
+    rows = np.rint((domain.lats - coarse.lat_first) / coarse.lat_step).astype(np.int64)
+    east = (domain.lons - coarse.lon_first + 180.0) % 360.0 - 180.0  # just west is negative
+    columns = np.rint(east / coarse.lon_step).astype(np.int64)
+    return rows.clip(0, coarse.nlat - 1), columns.clip(0, coarse.nlon - 1)
+
+
+def _times(inputs: Store, trained: TrainedModel, request: DownscaleRequest) -> np.ndarray:
+    """The output times: every input step from start to end; MissingInputError names gaps."""
+    first = np.datetime64(request.start.replace(tzinfo=None), "s")
+    last = np.datetime64(request.end.replace(tzinfo=None), "s")
+    if last < first:
+        raise ConfigError(f"--end {request.end} is before --start {request.start}")
+    held = inputs.field(trained.config.fields[0].name).times
+    step = held[1] - held[0] if len(held) > 1 else np.timedelta64(3600, "s")
+    times = np.arange(first, last + step, step)
+    lacking = times[~np.isin(times, held)]
+    if len(lacking):
+        shown = ", ".join(str(t) for t in lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+        raise MissingInputError(f"{inputs.path}: no input at {shown}")
+    if len(times) < trained.extent[0]:
+        raise ConfigError(
+            f"--start .. --end holds {len(times)} steps; the model answers {trained.extent[0]} "
+            "at once: ask for at least that many"
+        )
+    return times
+
+
+def _windows(count: int, span: int) -> list[tuple[int, int]]:
+    """(first index, answers to skip) of each window: whole windows, the last one overlapping."""
+    starts = list(range(0, count - span + 1, span))
+    if starts[-1] + span < count:
+        starts.append(count - span)
+    return [(s, 0 if i == 0 else max(0, starts[i - 1] + span - s)) for i, s in enumerate(starts)]
+
+
+def _read(store: Store, name: str, levels: tuple[int, ...], times: np.ndarray) -> np.ndarray:
+    """(level, time, lat, lon) float64 of one field of the input store."""
+    if name not in store.fields:
+        raise InputDataError(f"{store.path}: no field {name!r}, which the checkpoint downscales")
+    arrays = store.field(name)
+    held = [int(v) for v in arrays.levels]
+    missing = [lv for lv in levels if lv not in held]
+    if missing and not (len(levels) == 1 and len(held) == 1):
+        raise InputDataError(f"{store.path}: {name} lacks levels {missing} (has {held})")
+    level_index = [held.index(lv) if lv in held else 0 for lv in levels]
+    index = np.searchsorted(arrays.times, times)
+    values = np.asarray(arrays.data[int(index[0]) : int(index[-1]) + 1], dtype=np.float64)
+    return np.moveaxis(values[index - index[0]][:, level_index], 0, 1)

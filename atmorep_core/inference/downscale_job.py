@@ -1,0 +1,31 @@
+"""`atmorep downscale` as one job: find the coarse input, guard the output folder, downscale, write.
+
+Input and output folder are handled as for every product (`product_job`); GRIB input is
+prepared on its own (coarse) grid into the folder's input cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from atmorep_core.inference.downscale import DownscaleRequest, downscale
+from atmorep_core.inference.engine import Progress
+from atmorep_core.inference.product_job import Manifest, Output, ProductJob, run_job
+from atmorep_core.inference.trained import TrainedModel
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownscaleJob(ProductJob):
+    request: DownscaleRequest
+
+
+def run_downscale_job(job: DownscaleJob, progress: Progress | None = None) -> Manifest:
+    """Downscale and write the products; the manifest (`"skipped": True` if up to date)."""
+
+    def compute(trained: TrainedModel) -> list[Output]:
+        inputs, statistics = job.input_store(trained), job.statistics(trained)
+        return [Output(downscale(trained, inputs, statistics, job.request, progress))]
+
+    start, end = job.request.start, job.request.end
+    stem = f"downscaling_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"
+    return run_job(job, stem, {"downscaling": asdict(job.request)}, compute)
