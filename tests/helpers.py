@@ -13,6 +13,7 @@ import eccodes
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 import zarr
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -101,6 +102,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env={**os.environ, **(env or {})},
         timeout=1800,  # a training fixture on a busy 2-core machine
     )
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SMALLER_MODEL = {"embed_dim": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
+
+
+def train_recipe_briefly(recipe: str, store: Path, folder: Path, steps: int) -> Path:
+    """A recipe of `recipes/` with a smaller model (its question, fields and tokens kept),
+    trained for a few steps on `store` through the CLI; the run folder."""
+    resolved = yaml.safe_load((RECIPES / recipe).read_text())
+    resolved["data"]["store"] = str(store)
+    resolved["model"]["fields"][0] |= SMALLER_MODEL
+    resolved["training"] |= {"steps": steps, "checkpoint_every": steps, "validate_every": steps}
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(resolved))
+    result = run_cli("train", str(folder / "recipe.yaml"), "--run-dir", str(folder / "run"))
+    assert result.returncode == 0, result.stderr
+    return folder / "run"
 
 
 def read_grib(

@@ -4,7 +4,6 @@ scored by `atmorep evaluate` beside its downscaling baselines."""
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 
 from atmorep_core.data.block_means import write_block_means
 from atmorep_core.io.grib_products import write_grib
@@ -21,11 +19,9 @@ from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
 from atmorep_core.rotated_grid import RotatedGrid, rotate
 from tests.conftest import T2M
-from tests.helpers import read_grib, run_cli, shared_file
+from tests.helpers import read_grib, run_cli, shared_file, train_recipe_briefly
 
-RECIPE = Path(__file__).parent.parent / "recipes" / "t2m-downscale.yaml"
 STEPS = 150
-SMALLER = {"embed_dim": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
 START, END = "2019-03-21T00", "2019-03-21T05"
 
 
@@ -39,15 +35,8 @@ def coarse_grib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def downscale_run(tmp_path_factory: pytest.TempPathFactory, t2m_store: Path) -> Path:
     """The downscaling recipe's question, a smaller model, trained briefly on 1-19 March."""
-    recipe = copy.deepcopy(yaml.safe_load(RECIPE.read_text()))
-    recipe["data"]["store"] = str(t2m_store)
-    recipe["model"]["fields"][0] |= SMALLER
-    recipe["training"] |= {"steps": STEPS, "checkpoint_every": STEPS, "validate_every": STEPS}
     folder = tmp_path_factory.mktemp("downscale-run")
-    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = run_cli("train", str(folder / "recipe.yaml"), "--run-dir", str(folder / "run"))
-    assert result.returncode == 0, result.stderr
-    return folder / "run"
+    return train_recipe_briefly("t2m-downscale.yaml", t2m_store, folder, STEPS)
 
 
 def downscale_cli(run: Path, out: Path, *extra: str) -> dict[str, Any]:

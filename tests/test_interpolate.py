@@ -3,7 +3,6 @@ input with a briefly trained interpolation model; given steps come back unchange
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 from scipy.interpolate import CubicSpline, make_interp_spline
 
 from atmorep_core.errors import MissingInputError
@@ -25,26 +23,23 @@ from atmorep_core.io.netcdf import write_netcdf
 from atmorep_core.io.product import Product
 from atmorep_core.io.store import Store
 from tests.conftest import T2M
-from tests.helpers import grib_messages, run_cli, shared_file, write_messages
+from tests.helpers import (
+    grib_messages,
+    run_cli,
+    shared_file,
+    train_recipe_briefly,
+    write_messages,
+)
 
-RECIPE = Path(__file__).parent.parent / "recipes" / "t2m-interp.yaml"
 STEPS = 60  # a smaller model than the recipe's, enough to learn to use the given hours
-SMALLER = {"embed_dim": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
 STEM = "interpolation_20190321T0000_20190321T2100"
 
 
 @pytest.fixture(scope="module")
 def interp_run(tmp_path_factory: pytest.TempPathFactory, t2m_store: Path) -> Path:
     """The interpolation recipe's question, a smaller model, trained briefly on 1-19 March."""
-    recipe = copy.deepcopy(yaml.safe_load(RECIPE.read_text()))
-    recipe["data"]["store"] = str(t2m_store)
-    recipe["model"]["fields"][0] |= SMALLER
-    recipe["training"] |= {"steps": STEPS, "checkpoint_every": STEPS, "validate_every": STEPS}
     folder = tmp_path_factory.mktemp("interp-run")
-    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = run_cli("train", str(folder / "recipe.yaml"), "--run-dir", str(folder / "run"))
-    assert result.returncode == 0, result.stderr
-    return folder / "run"
+    return train_recipe_briefly("t2m-interp.yaml", t2m_store, folder, STEPS)
 
 
 def truth_at(store: Store, times: tuple[datetime, ...]) -> np.ndarray:

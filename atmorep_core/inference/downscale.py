@@ -25,10 +25,11 @@ from atmorep_core.inference.domain import provenance
 from atmorep_core.inference.engine import DomainField, Predictor, Progress, ask
 from atmorep_core.inference.members import draw_heads, progress_part
 from atmorep_core.inference.statistics import FieldStatistics
-from atmorep_core.inference.tiling import tile
+from atmorep_core.inference.tiling import Tiling, tile
 from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
+from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.regrid import regrid_grid
 from atmorep_core.rotated_grid import RotatedGrid, target_grid
 from atmorep_core.training.strategies import DownscalingStrategy
@@ -81,20 +82,8 @@ def downscale(
     nearest = _nearest(inputs.grid, domain)
     shown = {n: _read(inputs, n, f.levels, times)[..., nearest[0], :][..., nearest[1]]
              for n, f in configs.items()}  # (L, T, R, C) each  # fmt: skip
-    windows = _windows(len(times), trained.extent[0])
-    heads = draw_heads(request.members, len(windows), request.seed, trained)
-    members = {n: np.empty((request.members, *v.shape), np.float32) for n, v in shown.items()}
-    for number, (start, keep) in enumerate(windows):
-        span = slice(start, start + trained.extent[0])
-        asked = {n: DomainField(c, stats[n].normalise(shown[n][:, span], times[span]))
-                 for n, c in configs.items()}  # fmt: skip
-        part = progress_part(progress, number, len(windows), "window")
-        answers = ask(predictor or trained.model, asked, times[span], tiling, strategy,
-                      heads[number], request.batch_size, part)  # fmt: skip
-        for member, answer in enumerate(answers):
-            for n in configs:
-                values = stats[n].denormalise(answer[n], times[span])  # (L, span, R, C)
-                members[n][member, :, start + keep : start + len(values[0])] = values[:, keep:]
+    question = _Question(predictor or trained.model, configs, stats, tiling, strategy)
+    members = question.members(shown, times, trained, request, progress)
     grid: LatLonGrid | RotatedGrid = domain
     if request.target is not None:
         grid = target_grid(request.target)
@@ -114,12 +103,44 @@ def downscale(
     return Product(init, tuple(int(h) for h in hours), fields, "downscaling", attributes)
 
 
+@dataclass(frozen=True)
+class _Question:
+    """The model, its fields' statistics and tiles, and the downscaling question."""
+
+    predictor: Predictor
+    configs: dict[str, FieldModelConfig]
+    stats: dict[str, FieldStatistics]
+    tiling: Tiling
+    strategy: DownscalingStrategy
+
+    def members(
+        self, shown: dict[str, np.ndarray], times: np.ndarray, trained: TrainedModel,
+        request: DownscaleRequest, progress: Progress | None,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Per field (member, level, time, R, C) physical answers, window by window."""
+        span = trained.extent[0]
+        windows = _windows(len(times), span)
+        heads = draw_heads(request.members, len(windows), request.seed, trained)
+        out = {n: np.empty((request.members, *v.shape), np.float32) for n, v in shown.items()}
+        for number, (start, keep) in enumerate(windows):
+            window = slice(start, start + span)
+            asked = {
+                n: DomainField(c, self.stats[n].normalise(shown[n][:, window], times[window]))
+                for n, c in self.configs.items()
+            }
+            part = progress_part(progress, number, len(windows), "window")
+            answers = ask(self.predictor, asked, times[window], self.tiling, self.strategy,
+                          heads[number], request.batch_size, part)  # fmt: skip
+            for member, answer in enumerate(answers):
+                for n in self.configs:
+                    values = self.stats[n].denormalise(answer[n], times[window])  # (L, span, ..)
+                    out[n][member, :, start + keep : start + span] = values[:, keep:]
+        return out
+
+
 def trained_strategy(trained: TrainedModel) -> DownscalingStrategy:
     """The downscaling question the checkpoint was trained with; ConfigError if none."""
-    fields = (trained.recipe.get("training") or {}).get("masking", {}).get("fields", {})
-    strategies = [c["strategy"] for s in fields.values() for c in s.get("choices", [])]
-    strategies += list(fields.values())
-    found = [s for s in strategies if s.get("kind") == "downscaling"]
+    found = trained.trained_strategies("downscaling")
     if not found:
         raise ConfigError(
             f"--checkpoint {trained.folder}: not trained with the downscaling strategy "

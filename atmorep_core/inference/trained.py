@@ -41,13 +41,18 @@ class TrainedModel:
         """The store it was trained on (the local normalisation statistics lie there)."""
         return Path(next(iter(self.normalisation.values()))["store"])
 
-    def forecast_time_tokens(self) -> int:
-        """How many last time tokens the model was trained to forecast (1 if it never was)."""
+    def trained_strategies(self, kind: str) -> list[dict[str, Any]]:
+        """The masking strategies of this kind it was trained with, mixtures' choices included."""
         fields = (self.recipe.get("training") or {}).get("masking", {}).get("fields", {})
         strategies = [c["strategy"] for s in fields.values() for c in s.get("choices", [])]
         strategies += list(fields.values())
-        counts = [s.get("time_tokens", 1) for s in strategies if s.get("kind") == "forecast"]
-        return max(counts, default=1)
+        return [s for s in strategies if s.get("kind") == kind]
+
+    def forecast_time_tokens(self) -> int:
+        """How many last time tokens the model was trained to forecast (1 if it never was)."""
+        return max(
+            (s.get("time_tokens", 1) for s in self.trained_strategies("forecast")), default=1
+        )
 
 
 def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
