@@ -41,17 +41,20 @@ def _render(summary: StoreSummary) -> None:
         "last",
         "step h",
         "months",
+        "missing points",
     ):
         table.add_column(column)
     stats = Table(title="global statistics per level")
     for column in ("field", "level", "mean", "std"):
         stats.add_column(column, justify="right")
     for f in summary.fields:
+        per = "" if f.accumulation_hours is None else f" per {f.accumulation_hours:g} h"
         table.add_row(
-            f.name, f"{f.short_name} ({f.param_id})", f.units,
+            f.name, f"{f.short_name} ({f.param_id})", f.units + per,
             f"{f.level_type} " + ",".join(str(s.level) for s in f.levels), str(f.times),
             f.first_time or "-", f.last_time or "-",
             "-" if f.time_step_hours is None else f"{f.time_step_hours:g}", str(len(f.months)),
+            str(f.missing_points),
         )  # fmt: skip
         for s in f.levels:
             stats.add_row(f.name, str(s.level), f"{s.mean:.6g}", f"{s.std:.6g}")

@@ -8,6 +8,7 @@ writer and edited with eccodes where DWD's encoding differs (centre, paramId 228
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -327,3 +328,11 @@ def test_packing_noise_below_zero_is_clipped_and_real_negatives_refused(tmp_path
     with pytest.raises(InputDataError, match="total_precip has negative values down to"):
         prepare([bad], tmp_path / "bad.zarr", IngestOptions(fields=("tp",)))
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_info_names_the_accumulation_period_and_the_missing_points(dwd_store: Path) -> None:
+    result = run_cli("info", str(dwd_store), "--json")
+    assert result.returncode == 0, result.stderr
+    (field,) = json.loads(result.stdout)["fields"]
+    assert (field["name"], field["units"], field["accumulation_hours"]) == ("total_precip", "m", 12)
+    assert field["missing_points"] == 23823

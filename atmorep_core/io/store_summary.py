@@ -30,6 +30,8 @@ class FieldSummary:
     time_step_hours: float | None
     months: list[int]
     levels: list[LevelStats]
+    accumulation_hours: float | None  # accumulated fields: the period each value sums
+    missing_points: int  # grid points missing (NaN) at some time, any level
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def _field_summary(store: Store, name: str) -> FieldSummary:
     times = arrays.times
     mean, std = arrays.global_norm()
     step = arrays.time_step
+    mask = arrays.missing_mask()
+    accumulation = arrays.meta.accumulation_s
     return FieldSummary(
         name=name,
         short_name=arrays.meta.short_name,
@@ -79,6 +83,8 @@ def _field_summary(store: Store, name: str) -> FieldSummary:
             LevelStats(int(level), float(m), float(s))
             for level, m, s in zip(arrays.levels, mean, std, strict=True)
         ],
+        accumulation_hours=None if accumulation is None else accumulation / 3600.0,
+        missing_points=0 if mask is None else int(mask.any(axis=0).sum()),
     )
 
 
