@@ -102,11 +102,11 @@ def test_evaluate_scores_interpolation_beside_linear_and_spline_in_time(
 
 def test_a_gap_wider_than_the_model_can_bridge_is_named(t2m_store: Path, interp_run: Path) -> None:
     store = Store.open(t2m_store)
-    # Daily input: a 10-hour window reaches 9 hours from the given midnights, no further.
+    # Input every 48 h: a 16-hour window reaches 15 hours from the given midnight, no further.
     request = InterpolationRequest(
-        datetime(2019, 3, 21), datetime(2019, 3, 21, 21), input_every_hours=24
+        datetime(2019, 3, 21), datetime(2019, 3, 21, 21), input_every_hours=48
     )
-    with pytest.raises(MissingInputError, match=r"fill 2019-03-21T10:00, .*, 2019-03-21T14:00: no"):
+    with pytest.raises(MissingInputError, match=r"fill 2019-03-21T16:00, .*, 2019-03-21T21:00: no"):
         interpolate(load_trained(interp_run), InputSeries([store]), store, request)
 
 
@@ -153,7 +153,7 @@ def test_bad_options_and_unbridgeable_gaps_exit_with_their_codes(
     cases = (
         (("--input-every", "0h"), 2, "--input-every"),
         (("--plot-time", "2019-03-20T00", "--plot", "t2m"), 2, "--plot-time"),
-        (("--input-every", "24h"), 6, "cannot fill"),
+        (("--input-every", "48h"), 6, "cannot fill"),
     )
     for extra, code, named in cases:
         result = run_cli(
