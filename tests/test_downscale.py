@@ -134,7 +134,7 @@ def test_bad_checkpoints_times_and_grids_exit_with_one_line(
 ) -> None:
     cases = (
         ((str(t2m_run), START, END), 2, "downscaling strategy"),
-        ((str(downscale_run), "2019-03-27T00", "2019-03-27T05"), 6, "no input at"),
+        ((str(downscale_run), "2019-03-27T00", "2019-03-27T05"), 6, "no input for t2m"),
         ((str(downscale_run), START, END, "--to", "atlantis"), 2, "unknown grid 'atlantis'"),
     )
     for (run, start, end, *extra), code, named in cases:

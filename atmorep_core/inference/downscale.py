@@ -19,10 +19,11 @@ from datetime import datetime
 
 import numpy as np
 
-from atmorep_core.errors import ConfigError, InputDataError, MissingInputError
+from atmorep_core.errors import ConfigError, InputDataError, StoreError
 from atmorep_core.grid import LatLonGrid
 from atmorep_core.inference.domain import provenance
 from atmorep_core.inference.engine import DomainField, Predictor, Progress, ask
+from atmorep_core.inference.inputs import read_window
 from atmorep_core.inference.members import draw_heads, progress_part
 from atmorep_core.inference.statistics import FieldStatistics
 from atmorep_core.inference.tiling import Tiling, tile
@@ -80,8 +81,11 @@ def downscale(
         for n, f in configs.items()
     }  # fmt: skip
     nearest = _nearest(inputs.grid, domain)
-    shown = {n: _read(inputs, n, f.levels, times)[..., nearest[0], :][..., nearest[1]]
-             for n, f in configs.items()}  # (L, T, R, C) each  # fmt: skip
+    whole = slice(0, inputs.grid.nlat), np.arange(inputs.grid.nlon)
+    shown = {
+        n: read_window(inputs, n, f.levels, times, *whole)[..., nearest[0], :][..., nearest[1]]
+        for n, f in configs.items()
+    }  # (L, T, R, C) each: every fine point takes its nearest coarse value
     question = _Question(predictor or trained.model, configs, stats, tiling, strategy)
     members = question.members(shown, times, trained, request, progress)
     grid: LatLonGrid | RotatedGrid = domain
@@ -178,18 +182,17 @@ def _nearest(coarse: LatLonGrid, domain: LatLonGrid) -> tuple[np.ndarray, np.nda
 
 
 def _times(inputs: Store, trained: TrainedModel, request: DownscaleRequest) -> np.ndarray:
-    """The output times: every input step from start to end; MissingInputError names gaps."""
+    """The output times: every step of the input from start to end (`read_window` names any that
+    the input lacks)."""
     first = np.datetime64(request.start.replace(tzinfo=None), "s")
     last = np.datetime64(request.end.replace(tzinfo=None), "s")
     if last < first:
         raise ConfigError(f"--end {request.end} is before --start {request.start}")
-    held = inputs.field(trained.config.fields[0].name).times
-    step = held[1] - held[0] if len(held) > 1 else np.timedelta64(3600, "s")
+    name = trained.config.fields[0].name
+    if name not in inputs.fields:
+        raise StoreError(f"{inputs.path}: no field {name!r}, which the checkpoint downscales")
+    step = inputs.field(name).time_step or np.timedelta64(3600, "s")
     times = np.arange(first, last + step, step)
-    lacking = times[~np.isin(times, held)]
-    if len(lacking):
-        shown = ", ".join(str(t) for t in lacking[:5]) + (" ..." if len(lacking) > 5 else "")
-        raise MissingInputError(f"{inputs.path}: no input at {shown}")
     if len(times) < trained.extent[0]:
         raise ConfigError(
             f"--start .. --end holds {len(times)} steps; the model answers {trained.extent[0]} "
@@ -204,18 +207,3 @@ def _windows(count: int, span: int) -> list[tuple[int, int]]:
     if starts[-1] + span < count:
         starts.append(count - span)
     return [(s, 0 if i == 0 else max(0, starts[i - 1] + span - s)) for i, s in enumerate(starts)]
-
-
-def _read(store: Store, name: str, levels: tuple[int, ...], times: np.ndarray) -> np.ndarray:
-    """(level, time, lat, lon) float64 of one field of the input store."""
-    if name not in store.fields:
-        raise InputDataError(f"{store.path}: no field {name!r}, which the checkpoint downscales")
-    arrays = store.field(name)
-    held = [int(v) for v in arrays.levels]
-    missing = [lv for lv in levels if lv not in held]
-    if missing and not (len(levels) == 1 and len(held) == 1):
-        raise InputDataError(f"{store.path}: {name} lacks levels {missing} (has {held})")
-    level_index = [held.index(lv) if lv in held else 0 for lv in levels]
-    index = np.searchsorted(arrays.times, times)
-    values = np.asarray(arrays.data[int(index[0]) : int(index[-1]) + 1], dtype=np.float64)
-    return np.moveaxis(values[index - index[0]][:, level_index], 0, 1)
