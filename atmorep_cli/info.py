@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from atmorep_cli.console import out
+from atmorep_core.grid import LatLonGrid
 from atmorep_core.io.store import Store
 from atmorep_core.io.store_summary import StoreSummary, summarize
 
@@ -18,18 +19,37 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Fields, levels, time range, grid, statistics and size of a store."""
-    summary = summarize(Store.open(store))
+    opened = Store.open(store)
+    summary = summarize(opened)
+    extent = _geographic_extent(opened.grid)
     if as_json:
-        out.print_json(json.dumps(summary.to_dict()))
+        extra = {} if extent is None else {"geographic_extent": extent}
+        out.print_json(json.dumps(summary.to_dict() | extra))
     else:
-        _render(summary)
+        _render(summary, extent)
 
 
-def _render(summary: StoreSummary) -> None:
+def _geographic_extent(grid: LatLonGrid) -> dict[str, float] | None:
+    """Where a rotated grid lies on the globe (its axes say only where it lies when rotated)."""
+    if not grid.is_rotated:
+        return None
+    lats, lons = grid.geographic()
+    return {
+        "south": float(lats.min()), "north": float(lats.max()),
+        "west": float(lons.min()), "east": float(lons.max()),
+    }  # fmt: skip
+
+
+def _render(summary: StoreSummary, extent: dict[str, float] | None) -> None:
     size_mb = summary.size_bytes / 2**20
     out.print(f"[bold]{summary.path}[/]  format {summary.format_version}, {size_mb:.1f} MiB, "
               f"{summary.sources} source file(s)")  # fmt: skip
     out.print(f"grid: {summary.grid_description}")
+    if extent is not None:
+        out.print(
+            f"geographic extent: lat {extent['south']:.3f}..{extent['north']:.3f}, "
+            f"lon {extent['west']:.3f}..{extent['east']:.3f}"
+        )
     table = Table(title="fields")
     for column in (
         "field",

@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from atmorep_cli import correct as correct_cli
 from atmorep_cli import (
+    bias_correct,
     counterfactual,
     downscale,
     evaluate,
@@ -24,6 +24,7 @@ from atmorep_cli import (
     sample,
     train,
 )
+from atmorep_cli import correct as correct_cli
 from atmorep_cli.console import err
 from atmorep_core.errors import AtmorepError
 
@@ -45,6 +46,7 @@ app.command("correct")(correct_cli.command)
 app.command("interpolate")(interpolate.command)
 app.command("counterfactual")(counterfactual.command)
 app.command("downscale")(downscale.command)
+app.command("bias-correct")(bias_correct.command)
 
 
 def run() -> None:

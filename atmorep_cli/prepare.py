@@ -18,7 +18,9 @@ from atmorep_core.errors import ConfigError, InputDataError
 
 
 def command(
-    inputs: list[str] = typer.Argument(..., help="GRIB files or quoted glob patterns."),
+    inputs: list[str] = typer.Argument(
+        ..., help="GRIB files, plain or .bz2 (DWD's open data), or quoted glob patterns."
+    ),
     store: Path = typer.Option(..., "--store", "-s", help="The zarr store to create or extend."),
     fields: str | None = typer.Option(
         None, help="Comma-separated fields to take (names, shortNames or paramIds); default all."

@@ -26,6 +26,7 @@ _OPTIONS = {
     "seed": "--seed",
     "ifs_like_hours": "--ifs-like",
     "ifs_like_base": "--ifs-like-base",
+    "ifs_like_runs": "--ifs-like-runs",
 }
 
 
@@ -48,6 +49,9 @@ def command(
     ifs_like_base: str | None = typer.Option(
         None, help="Its base time (UTC); default: 00 UTC of the last recorded day."
     ),
+    ifs_like_runs: int = typer.Option(
+        1, help="IFS-like forecasts, one a day, the last from the base (bias-correction pairs)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
 ) -> None:
     """Simulate weather with a dynamical core (Held-Suarez) and write it as ERA5 GRIB."""
@@ -61,6 +65,7 @@ def command(
             layers=layers,
             seed=seed,
             ifs_like_hours=ifs_like,
+            ifs_like_runs=ifs_like_runs,
             ifs_like_base=None
             if ifs_like_base is None
             else _parse_start(ifs_like_base, "--ifs-like-base"),

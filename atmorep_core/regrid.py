@@ -67,7 +67,7 @@ def grid_points(grid: LatLonGrid | RotatedGrid) -> Points:
     """A grid's points in the order of its values, row by row."""
     if isinstance(grid, RotatedGrid):
         return Points(grid.lats.ravel(), grid.lons.ravel())
-    lats, lons = np.meshgrid(grid.lats, grid.lons, indexing="ij")
+    lats, lons = grid.geographic()  # a store grid in a rotated frame too
     return Points(lats.ravel(), lons.ravel())
 
 

@@ -195,15 +195,21 @@ def from_grib(path: Path | str) -> RotatedGrid:
             if handle is None:
                 raise InputDataError(f"{path}: no GRIB message in the file")
             try:
-                grid_type = eccodes.codes_get(handle, "gridType")
-                if grid_type != "rotated_ll":  # other grids lack the pole's keys
-                    raise InputDataError(_not_rotated(path, grid_type))
-                keys = {key: eccodes.codes_get(handle, key) for key in _GRIB_KEYS}
+                return from_handle(handle, str(path))
             finally:
                 eccodes.codes_release(handle)
     except (OSError, eccodes.GribInternalError) as error:
         raise InputDataError(f"{path}: not a readable GRIB file ({error})") from error
-    return grid_from_keys(keys, str(path))
+
+
+def from_handle(handle: int, where: str) -> RotatedGrid:
+    """The grid of an open eccodes message; InputDataError naming `where` if not rotated_ll."""
+    import eccodes
+
+    grid_type = eccodes.codes_get(handle, "gridType")
+    if grid_type != "rotated_ll":  # other grids lack the pole's keys
+        raise InputDataError(_not_rotated(where, grid_type))
+    return grid_from_keys({key: eccodes.codes_get(handle, key) for key in _GRIB_KEYS}, where)
 
 
 _GRIB_KEYS = (

@@ -108,11 +108,16 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SMALLER_MODEL = {"embed_dim": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
 
 
-def train_recipe_briefly(recipe: str, store: Path, folder: Path, steps: int) -> Path:
+def train_recipe_briefly(
+    recipe: str, store: Path, folder: Path, steps: int, target: Path | None = None
+) -> Path:
     """A recipe of `recipes/` with a smaller model (its question, fields and tokens kept),
-    trained for a few steps on `store` through the CLI; the run folder."""
+    trained for a few steps on `store` (paired with `target` if given) through the CLI; the run
+    folder."""
     resolved = yaml.safe_load((RECIPES / recipe).read_text())
     resolved["data"]["store"] = str(store)
+    if target is not None:
+        resolved["data"]["target"] = str(target)
     resolved["model"]["fields"][0] |= SMALLER_MODEL
     resolved["training"] |= {"steps": steps, "checkpoint_every": steps, "validate_every": steps}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(resolved))

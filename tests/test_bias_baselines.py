@@ -54,9 +54,21 @@ def test_on_the_real_t2m_sample_quantile_mapping_beats_the_mean_which_beats_noth
     assert rmse["quantile_mapping"] < 0.8 * rmse["mean_bias"] < 0.8 * raw, (rmse, raw)
 
 
-def test_unknown_methods_and_accumulated_fields_are_refused_by_name() -> None:
+def test_precipitation_twice_too_wet_is_halved_and_never_negative() -> None:
+    # Hourly totals in metres, about a third of the hours dry, as a store holds them.
+    truth = RNG.gamma(0.6, 4e-4, (600, 2, 3)) * (RNG.uniform(size=(600, 2, 3)) > 0.35)
+    later = RNG.gamma(0.6, 4e-4, (100, 2, 3)) * (RNG.uniform(size=(100, 2, 3)) > 0.35)
+    scaled = correct_bias("mean_bias", truth, 2 * truth, 2 * later, "total_precip", 3600)
+    np.testing.assert_allclose(scaled, later, rtol=1e-9, atol=1e-15)  # a ratio of means: exact
+    mapped = correct_bias("quantile_mapping", truth, 2 * truth, 2 * later, "total_precip", 3600)
+    assert mapped.min() >= 0.0
+    assert np.mean(np.abs(mapped - later)) < 0.25 * np.mean(np.abs(2 * later - later))
+    assert np.mean(mapped[later == 0] == 0) > 0.9  # dry hours stay dry
+
+
+def test_unknown_methods_and_accumulated_fields_without_a_period_are_refused() -> None:
     values = np.zeros((10, 2, 2))
     with pytest.raises(ConfigError, match="known methods are mean_bias, quantile_mapping"):
         correct_bias("delta", values, values, values, "t2m")
-    with pytest.raises(ConfigError, match="total_precip: bias baselines of accumulated"):
+    with pytest.raises(ConfigError, match="total_precip: an accumulated field needs its"):
         correct_bias("mean_bias", values, values, values, "total_precip")

@@ -354,3 +354,13 @@ def test_a_companion_past_the_record_is_refused_by_name() -> None:
     with pytest.raises(SampleSettingError) as refused:
         SampleSettings(ifs_like_hours=4, ifs_like_base=datetime(2020, 2, 1, 21))
     assert refused.value.key == "ifs_like_base"
+
+
+def test_daily_companions_end_at_the_base_and_must_start_inside_the_record() -> None:
+    five = SampleSettings(ifs_like_hours=24, ifs_like_runs=5)  # the record: 28 Jan .. 1 Feb
+    assert five.companion_bases == [datetime(2020, 1, d, 0) for d in (28, 29, 30, 31)] + [
+        datetime(2020, 2, 1, 0)
+    ]
+    with pytest.raises(SampleSettingError, match="from 2020-01-27T00") as refused:
+        SampleSettings(ifs_like_hours=24, ifs_like_runs=6)
+    assert refused.value.key == "ifs_like_runs"

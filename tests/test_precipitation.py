@@ -231,6 +231,29 @@ def test_sampler_never_yields_a_missing_value(holed_store: Path) -> None:
     assert "2021-03-01T12:00" in str(error.value) and "\n" not in str(error.value)
 
 
+def test_paired_targets_keep_clear_of_their_missing_points_and_share_the_period(
+    tmp_path: Path, holed_store: Path
+) -> None:
+    # Model output without gaps against radar-like observations with them (bias correction).
+    model = write_messages(tmp_path / "model.grib2", rain_messages(valid_times(8), dwd=True))
+    prepare([model], tmp_path / "model.zarr")
+    config = sampler_config((2, 2, 2), (2, 3, 3))
+    sampler = NeighbourhoodSampler(
+        Store.open(tmp_path / "model.zarr"), config, target=Store.open(holed_store)
+    )
+    positions = sampler.draw_positions(np.random.default_rng(0), 500)
+    mask = edge_and_outage(2)
+    assert not any(mask[lat : lat + 6, lon : lon + 6].any() for _, lat, lon in positions)
+    sample = sampler.read(*(int(v) for v in positions[0]))
+    assert sample.targets is not None and torch.isfinite(sample.targets["total_precip"]).all()
+    six_hourly = rain_messages(valid_times(8), accumulation_h=6, dwd=True)
+    prepare([write_messages(tmp_path / "six.grib2", six_hourly)], tmp_path / "six.zarr")
+    with pytest.raises(ConfigError, match=r"total_precip has accumulation_s 43200 in .* but 21600"):
+        NeighbourhoodSampler(
+            Store.open(tmp_path / "six.zarr"), config, target=Store.open(holed_store)
+        )
+
+
 def test_sampler_names_the_field_when_no_window_is_free(holed_store: Path) -> None:
     config = sampler_config((2, 2, 2), (2, 9, 11))  # 22 of 24 columns: always over the edge
     with pytest.raises(ConfigError, match="avoids the missing values of total_precip") as error:

@@ -21,9 +21,8 @@ from atmorep_core.data.sample import (
     SampleSettings,
     _build_core,
     generate_sample,
-    make_synthesis,
-    vertical_weights,
 )
+from atmorep_core.data.sample_levels import make_synthesis, vertical_weights
 from atmorep_core.errors import ConfigError
 from atmorep_core.fields import lookup
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from atmorep_core.data.prepare import prepare
@@ -182,6 +183,22 @@ def test_a_pretrained_field_is_assembled_and_a_mismatch_named(tmp_path: Path, st
         "--set", "model.fields.0.embed_dim=64", "--init-field", pretrained,
     )  # fmt: skip
     assert wider.returncode == 2 and "model.fields.t2m.embed_dim" in wider.stderr
+
+
+def test_a_frozen_encoder_keeps_its_pretrained_weights_while_the_rest_learns(
+    tmp_path: Path, store: Path
+) -> None:
+    _train(str(recipe(tmp_path, store, steps=2)), "--run-dir", str(tmp_path / "pre"))
+    tuned = recipe(tmp_path, store, steps=3, warmup_steps=0, encoder_lr_scale=0.0)
+    _train(
+        str(tuned), "--run-dir", str(tmp_path / "tuned"), "--init-field", f"t2m={tmp_path / 'pre'}"
+    )
+    before, after = checkpoint.load(tmp_path / "pre"), checkpoint.load(tmp_path / "tuned")
+    parts = {name: name.split(".")[2] for name in before.model}
+    assert set(parts.values()) == {"embedding", "encoder", "decoder", "tail"}
+    for name, part in parts.items():
+        same = torch.equal(after.model[name], before.model[name])
+        assert same == (part in ("embedding", "encoder")), name
 
 
 def test_a_misspelt_training_key_is_named(tmp_path: Path, store: Path) -> None:

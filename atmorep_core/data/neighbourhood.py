@@ -22,6 +22,7 @@ from zarr.storage import LocalStore
 from atmorep_core.data.normalize import MIN_STD
 from atmorep_core.grid import LatLonGrid
 from atmorep_core.io.store import FieldArrays, tensorstore_spec
+from atmorep_core.rotated_grid import unrotate
 
 Extent = tuple[int, int, int]  # points in (time, lat, lon)
 # The alpha vector of a token, in this order (documented in the sampler module).
@@ -218,10 +219,13 @@ def token_alpha(
     token_size: tuple[int, int, int],
     resolution: float,
     wrap_lon: bool,
+    south_pole: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Alpha of every token, (level, n_t, n_lat, n_lon, 7) float32, in the order of ALPHA_KEYS.
 
-    times (time,) datetime64, lats (lat,) and lons (lon,) degrees: the window's points.
+    times (time,) datetime64, lats (lat,) and lons (lon,) degrees: the window's points; with
+    `south_pole` they are rotated coordinates of a grid with that southern pole, and the alpha
+    holds the geographic latitude and longitude (-180 .. 180) of each token's centre.
     """
     t, y, x = token_size
     seconds = times.astype("datetime64[s]").astype(np.int64).reshape(-1, t)  # (n_t, t)
@@ -236,14 +240,17 @@ def token_alpha(
     if wrap_lon:
         lon = lon % 360.0
     n_t, n_lat, n_lon = len(centre), len(lat), len(lon)
+    if south_pole is not None:  # the centres' positions depend on both row and column
+        rotated_lat, rotated_lon = np.meshgrid(lat, lon, indexing="ij")  # (n_lat, n_lon)
+        lat, lon = unrotate(rotated_lat, rotated_lon, south_pole[0], south_pole[1])
     shape = (len(levels), n_t, n_lat, n_lon)
     columns = [
         (year.astype(np.int64) + 1970).reshape(1, n_t, 1, 1),
         day_of_year.reshape(1, n_t, 1, 1),
         hour.reshape(1, n_t, 1, 1),
         np.asarray(levels, dtype=np.float64).reshape(-1, 1, 1, 1),
-        lat.reshape(1, 1, n_lat, 1),
-        lon.reshape(1, 1, 1, n_lon),
+        lat.reshape(1, 1, n_lat, -1),  # -1: 1, or n_lon on a rotated grid
+        lon.reshape(1, 1, -1, n_lon),
         np.full((1, 1, 1, 1), resolution),
     ]
     stacked = np.stack([np.broadcast_to(c, shape) for c in columns], axis=-1)  # (*shape, 7)

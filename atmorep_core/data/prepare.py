@@ -6,6 +6,8 @@ files already ingested (by SHA-256), checks every new file completely before wri
 Decoded values are brought to the store's unit and conventions by `conform` (precipitation:
 metres, NaN where the input's bitmap says missing, packing noise below zero clipped); a file
 whose unit or accumulation period differs from the store's field is refused before writing.
+bz2-compressed GRIB (DWD's open data, `io.compressed`) is read through a temporary plain copy
+beside the store; the store records the compressed file and its checksum, so reruns skip it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from atmorep_core.data.normalize import Moments, RunningMoments, pool_grid_point
 from atmorep_core.errors import InputDataError, StoreBusyError, StoreError
 from atmorep_core.grid import GaussianGrid, GaussianToLatLon, LatLonGrid
 from atmorep_core.io import grib_read
+from atmorep_core.io.compressed import plain_grib
 from atmorep_core.io.journal import Journal
 from atmorep_core.io.store import SHARD, FieldArrays, FieldMeta, Store, seconds_since_epoch
 
@@ -94,6 +97,7 @@ def _prepare_locked(
     Journal(store_path).recover()
     store = Store.open(store_path, writable=True) if store_path.exists() else None
     known = {source["sha256"] for source in store.sources} if store else set()
+    unpacked = _unpacked_folder(store_path)
     reports, todo = [], []
     for path in dict.fromkeys(paths):  # drop repeats, keep order
         digest = _sha256(path)
@@ -101,7 +105,8 @@ def _prepare_locked(
             reports.append(FileReport(str(path), digest, "skipped"))
             continue
         known.add(digest)
-        plan = plan_file(grib_read.scan(path), options)
+        with plain_grib(path, unpacked) as readable:
+            plan = plan_file(grib_read.scan(readable), options)
         todo.append(_Ingest(path, digest, plan))
     todo.sort(key=lambda ingest: ingest.plan.first_time)
     if not todo:
@@ -114,13 +119,20 @@ def _prepare_locked(
         total = sum(i.plan.message_count for i in todo)
         done = 0
         for ingest in todo:
-            reports.append(_ingest_file(store, ingest, progress, done, total))
+            # The plan's messages name the plain copy, made again under the same name.
+            with plain_grib(ingest.path, unpacked):
+                reports.append(_ingest_file(store, ingest, progress, done, total))
             done += ingest.plan.message_count
     except BaseException:
         if created and not Store.open(store_path).sources:
             shutil.rmtree(store_path)  # nothing landed: leave no empty store behind
         raise
     return reports
+
+
+def _unpacked_folder(store_path: Path) -> Path:
+    """Where compressed input is decompressed: beside the store, on the disk meant for data."""
+    return store_path.with_name(f".{store_path.name}.unpacked")
 
 
 def _store_grid(grid: LatLonGrid | GaussianGrid, options: IngestOptions) -> LatLonGrid:
@@ -137,16 +149,22 @@ def _check_all(store: Store, todo: Sequence[_Ingest]) -> None:
         if len(arrays.times):
             ends[name] = (arrays.times[-1], arrays.time_step)
     for ingest in todo:
-        grid = ingest.plan.grid
-        if isinstance(grid, LatLonGrid) and not grid.matches(store.grid):
-            raise StoreError(
-                f"{ingest.path.name}: grid {grid.describe()} does not match the store's grid "
-                f"{store.grid.describe()}"
-            )
+        _check_grid(ingest.plan.grid, store.grid, ingest.path)
         for plan in ingest.plan.fields:
             if plan.field.name in store.fields:
                 _check_levels(store.field(plan.field.name), plan, ingest.path)
             ends[plan.field.name] = _check_continues(ends.get(plan.field.name), plan, ingest.path)
+
+
+def _check_grid(grid: LatLonGrid | GaussianGrid, store_grid: LatLonGrid, path: Path) -> None:
+    """Lat-lon input must be on the store's grid; Gaussian input is regridded onto a regular
+    lat-lon store, never onto a rotated one."""
+    fits = grid.matches(store_grid) if isinstance(grid, LatLonGrid) else not store_grid.is_rotated
+    if not fits:
+        raise StoreError(
+            f"{path.name}: grid {grid.describe()} does not match the store's grid "
+            f"{store_grid.describe()}"
+        )
 
 
 def _check_levels(arrays: FieldArrays, plan: FieldPlan, path: Path) -> None:

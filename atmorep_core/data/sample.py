@@ -23,6 +23,8 @@ the boundary layer (`IFS_LIKE_ERROR`): four times the Held-Suarez surface fricti
 times its thermal relaxation towards the equilibrium temperature near the ground, so the winds
 and temperatures of the lowest levels drift from the reference within hours, the upper ones
 barely. The reference covers every step, so a correction can be scored against it.
+`ifs_like_runs` > 1 starts more such forecasts, one a day before the other, the last at the
+base: pairs of forecast and reference to train a bias correction on, and a day to score it.
 
 Horizontal: the spectral coefficients are summed directly on the target latitudes and longitudes
 (spectral synthesis with the associated Legendre functions evaluated at the regular latitudes).
@@ -51,6 +53,12 @@ from atmorep_core.data.sample_grib import (
     ifs_like_file_name,
     write_months,
 )
+from atmorep_core.data.sample_levels import (
+    Synthesis,
+    make_synthesis,
+    sigma_boundaries,
+    vertical_weights,
+)
 from atmorep_core.errors import ConfigError
 from atmorep_core.grid import LatLonGrid
 from atmorep_core.io.grib_write import GribWriter
@@ -66,7 +74,6 @@ ERA5_LEVEL_SIGMA = (0.50086565, 0.68423819, 0.83865459, 0.93464005, 0.99881506)
 # kf 1 / day surface friction, ks 1 / 4 days thermal relaxation at the surface).
 IFS_LIKE_ERROR = {"kf": 4.0, "ks": 1.0}
 _REFERENCE_KELVIN = 288.0  # isothermal reference of the semi-implicit scheme (stable when warm)
-_POLE_NUDGE_DEG = 0.01  # pole rows are evaluated this close to the pole, where winds have a limit
 
 
 class SampleSettingError(ConfigError):
@@ -93,6 +100,7 @@ class SampleSettings:
     noise_kelvin: float = 1.0  # amplitude of the initial grid-point temperature noise
     ifs_like_hours: int = 0  # hourly steps of the IFS-like companion forecast; 0: none
     ifs_like_base: datetime | None = None  # its base time; None: 00 UTC of the last record day
+    ifs_like_runs: int = 1  # companion forecasts, daily, the last one from ifs_like_base
 
     def __post_init__(self) -> None:
         self._check(self.start.minute == self.start.second == 0, "start", "must be on the hour")
@@ -105,20 +113,23 @@ class SampleSettings:
         self._check(_divides(self.time_step_minutes, 60), "time_step_minutes", "must divide 60")
         self._check(self.noise_kelvin >= 0, "noise_kelvin", "must be >= 0")
         self._check(self.ifs_like_hours >= 0, "ifs_like_hours", "must be >= 0")
+        self._check(self.ifs_like_runs >= 1, "ifs_like_runs", "must be >= 1")
         if self.ifs_like_hours:
             self._check_companion()
 
     def _check_companion(self) -> None:
-        """Every step of the IFS-like forecast needs its reference hour in the record."""
-        base, last = self.companion_base, self.start + timedelta(hours=self.hours - 1)
+        """Every step of the IFS-like forecasts needs its reference hour in the record."""
+        first, base = self.companion_bases[0], self.companion_base
+        last = self.start + timedelta(hours=self.hours - 1)
         end = base + timedelta(hours=self.ifs_like_hours - 1)
         key = "ifs_like_hours" if self.ifs_like_base is None else "ifs_like_base"
+        key = "ifs_like_runs" if self.ifs_like_runs > 1 and first < self.start else key
         on_hour = base.minute == base.second == 0
         reason = (
-            f"must keep the forecast from {base:%Y-%m-%dT%H} to {end:%Y-%m-%dT%H} inside the "
+            f"must keep the forecasts from {first:%Y-%m-%dT%H} to {end:%Y-%m-%dT%H} inside the "
             f"record {self.start:%Y-%m-%dT%H} .. {last:%Y-%m-%dT%H}, on whole hours"
         )
-        self._check(self.start <= base and end <= last and on_hour, key, reason)
+        self._check(self.start <= first and end <= last and on_hour, key, reason)
 
     def _check(self, ok: bool, key: str, reason: str) -> None:
         if not ok:
@@ -131,6 +142,12 @@ class SampleSettings:
     @property
     def spinup_hours(self) -> int:
         return round(self.spinup_days * 24)
+
+    @property
+    def companion_bases(self) -> list[datetime]:
+        """The base times of all IFS-like forecasts, a day apart, the last `companion_base`."""
+        days = range(self.ifs_like_runs - 1, -1, -1)
+        return [self.companion_base - timedelta(days=d) for d in days]
 
     @property
     def companion_base(self) -> datetime:
@@ -147,69 +164,6 @@ def _is_whole(value: float) -> bool:
 
 def _divides(step: float, span: float) -> bool:
     return step > 0 and _is_whole(span / step)
-
-
-def sigma_boundaries(layers: int) -> np.ndarray:
-    """Layer boundaries, dense near the ground: sigma = 1 - (1 - x)**2 for x uniform in 0..1.
-
-    With 20 layers the lowest centre is at sigma 0.99875, so ERA5 level 137 (0.99882) needs
-    almost no extrapolation, and the boundary layer of the Held-Suarez friction is resolved.
-    """
-    x = np.linspace(0.0, 1.0, layers + 1)
-    return 1.0 - (1.0 - x) ** 2
-
-
-def vertical_weights(centres: np.ndarray, targets: tuple[float, ...]) -> np.ndarray:
-    """Weights (targets, layers), linear in log(sigma) between the two nearest layer centres."""
-    log_c, log_t = np.log(centres), np.log(np.asarray(targets))
-    # Bracketing pair, clipped to the end pairs so that targets outside extrapolate linearly.
-    upper = np.clip(np.searchsorted(log_c, log_t), 1, len(centres) - 1)
-    lower = upper - 1
-    frac = (log_t - log_c[lower]) / (log_c[upper] - log_c[lower])
-    weights = np.zeros((len(targets), len(centres)))
-    rows = np.arange(len(targets))
-    weights[rows, lower] = 1.0 - frac
-    weights[rows, upper] = frac
-    return weights
-
-
-@dataclass(frozen=True)
-class Synthesis:
-    """Spectral coefficients (dinosaur's real basis, (..., 2M-1, L)) -> lat-lon (..., lat, lon)."""
-
-    legendre: np.ndarray  # (2M-1, nlat, L)
-    fourier: np.ndarray  # (nlon, 2M-1)
-    cos_lat: np.ndarray  # (nlat,) at the latitudes evaluated
-
-    def __call__(self, modal: np.ndarray) -> np.ndarray:
-        by_lat = np.einsum("mjl,...ml->...mj", self.legendre, modal)
-        return np.einsum("im,...mj->...ji", self.fourier, by_lat)
-
-
-def make_synthesis(
-    longitude_wavenumbers: int, total_wavenumbers: int, lat_deg: np.ndarray, lon_deg: np.ndarray
-) -> Synthesis:
-    """The real spherical-harmonic basis of dinosaur's RealSphericalHarmonics at given points.
-
-    Rows at the poles are moved `_POLE_NUDGE_DEG` towards the equator: a wind component has a
-    direction-dependent limit there, and a scalar changes by far less than the packing error.
-    """
-    from dinosaur import associated_legendre
-
-    limit = 90.0 - _POLE_NUDGE_DEG
-    lat = np.radians(np.clip(lat_deg, -limit, limit))
-    legendre = associated_legendre.evaluate(
-        n_m=longitude_wavenumbers, n_l=total_wavenumbers, x=np.sin(lat)
-    )
-    # m > 0 pairs with both cos and sin; m = 0 only with the constant: rows 0, 1, 1, 2, 2, ...
-    legendre = np.repeat(legendre, 2, axis=0)[1:]
-    lon = np.radians(lon_deg)[:, None]
-    m = np.arange(1, longitude_wavenumbers)[None, :]
-    fourier = np.empty((len(lon_deg), 2 * longitude_wavenumbers - 1))
-    fourier[:, 0] = 1.0 / math.sqrt(2.0 * math.pi)
-    fourier[:, 1::2] = np.cos(m * lon) / math.sqrt(math.pi)
-    fourier[:, 2::2] = np.sin(m * lon) / math.sqrt(math.pi)
-    return Synthesis(legendre=legendre, fourier=fourier, cos_lat=np.cos(lat))
 
 
 @dataclass
@@ -412,18 +366,18 @@ def _frames(
     settings: SampleSettings,
     grid: LatLonGrid,
     progress: Progress,
-    branch: dict[str, Any],
+    branch: dict[datetime, Any],
 ) -> Iterator[tuple[datetime, np.ndarray]]:
     """(valid time, (fields, levels, lat, lon)) for every recorded hour, computed lazily; the
-    state at the companion's base time goes into `branch["state"]`."""
+    states at the companions' base times go into `branch`, by base time."""
     to_latlon = _output(core, grid)
     state = _spin_up(core, settings.spinup_hours, progress)
     for hour in range(settings.hours):
         if hour > 0:
             state = core.advance_hour(state)
         valid_time = settings.start + timedelta(hours=hour)
-        if settings.ifs_like_hours and valid_time == settings.companion_base:
-            branch["state"] = state
+        if settings.ifs_like_hours and valid_time in settings.companion_bases:
+            branch[valid_time] = state
         values = to_latlon(state)
         _check_finite(values, "the record")
         progress("record", (hour + 1) / settings.hours)
@@ -440,12 +394,12 @@ def _output(core: _Core, grid: LatLonGrid) -> Callable[[Any], np.ndarray]:
 
 
 def _write_ifs_like(
-    out_dir: Path, core: _Core, state: Any, settings: SampleSettings, grid: LatLonGrid,
-    progress: Progress,
+    out_dir: Path, core: _Core, state: Any, base: datetime, settings: SampleSettings,
+    grid: LatLonGrid, progress: Progress,
 ) -> Path:  # fmt: skip
-    """The IFS-like forecast from `state`: class od, type fc, hourly steps from 0, GRIB2."""
+    """The IFS-like forecast from `state` at `base`: class od, type fc, hourly steps from 0."""
     assert core.advance_with_error is not None
-    to_latlon, base = _output(core, grid), settings.companion_base
+    to_latlon = _output(core, grid)
     path = out_dir / ifs_like_file_name(base)
     with GribWriter(path) as writer:
         for step in range(settings.ifs_like_hours):
@@ -455,7 +409,7 @@ def _write_ifs_like(
             _check_finite(values, "the IFS-like forecast")
             for message in frame_messages(values, base, grid, step=step, ifs_like=True):
                 writer.write(message)
-            progress("ifs-like", (step + 1) / settings.ifs_like_hours)
+            progress(f"ifs-like {base:%dT%H}", (step + 1) / settings.ifs_like_hours)
     return path
 
 
@@ -468,6 +422,9 @@ def _write_provenance(path: Path, settings: SampleSettings, core: _Core, files: 
             **asdict(settings),
             "start": settings.start.isoformat(),
             "ifs_like_base": base if settings.ifs_like_hours else None,
+            "ifs_like_bases": [b.isoformat() for b in settings.companion_bases]
+            if settings.ifs_like_hours
+            else [],
         },
         "ifs_like_error_per_day": IFS_LIKE_ERROR if settings.ifs_like_hours else None,
         "sigma_boundaries": sigma_boundaries(settings.layers).tolist(),
@@ -491,10 +448,10 @@ def generate_sample(
     grid = LatLonGrid.global_grid(settings.resolution_deg)
     core = _compile(_build_core(settings), report)
     out_dir.mkdir(parents=True, exist_ok=True)
-    branch: dict[str, Any] = {}
+    branch: dict[datetime, Any] = {}
     files = write_months(out_dir, _frames(core, settings, grid, report, branch), grid)
-    if settings.ifs_like_hours:
-        files.append(_write_ifs_like(out_dir, core, branch["state"], settings, grid, report))
+    for base, state in branch.items():
+        files.append(_write_ifs_like(out_dir, core, state, base, settings, grid, report))
     provenance = out_dir / "sample.json"
     _write_provenance(provenance, settings, core, files)
     return [*files, provenance]

@@ -111,13 +111,25 @@ def _points(extent: Extent) -> str:
 
 
 class _FieldSource:
-    """One configured field: its levels, reader and normaliser."""
+    """One configured field: its levels, reader and normaliser.
 
-    def __init__(self, store: Store, config: FieldConfig, key: str, reader: ReaderKind) -> None:
+    `norm` given: normalise with it instead of the store's own statistics (a target store's
+    field is normalised as the input it is paired with, so the model predicts it in the same units
+    it is shown its input)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: FieldConfig,
+        key: str,
+        reader: ReaderKind,
+        norm: Normaliser | None = None,
+    ) -> None:
         self.config = config
         if config.name not in store.fields:
             raise ConfigError(f"{key}.name: no field {config.name!r} in the store {store.fields}")
         arrays = store.field(config.name)
+        self.meta = arrays.meta
         self.times: np.ndarray = arrays.times
         self.level_index = _level_index(arrays.levels, config.levels, key)
         self.levels = tuple(int(v) for v in arrays.levels[self.level_index])
@@ -132,7 +144,9 @@ class _FieldSource:
             self.missing = np.asarray(missing.any(axis=0))  # (lat, lon) over the levels used
         self.missing_points = 0 if self.missing is None else int(self.missing.sum())
         self.norm: Normaliser
-        if config.normalisation == "global":
+        if norm is not None:
+            self.norm = norm
+        elif config.normalisation == "global":
             self.norm = GlobalNorm(arrays, self.level_index)
         else:
             _check_months(arrays, key)
@@ -169,20 +183,24 @@ class NeighbourhoodSampler:
         store: Store,
         config: SamplerConfig,
         window: tuple[np.datetime64, np.datetime64] | None = None,
+        target: Store | None = None,
     ) -> None:
         """`window`: first and last time (inclusive) a neighbourhood may hold, e.g. to keep
-        training and validation data apart; None: all times."""
+        training and validation data apart; None: all times. `target`: a store of the same fields
+        on the same grid whose values each sample also carries as its `targets` (paired training,
+        e.g. bias correction: model output in `store`, observations in `target`)."""
         self.config, self.grid = config, store.grid
         self.extent = config.fields[0].extent
         self._sources = [
             _FieldSource(store, f, f"fields[{i}]", config.reader)
             for i, f in enumerate(config.fields)
         ]
+        self._targets = [] if target is None else self._target_sources(store, target)
         try:
             self.space = spatial_range(self.grid, self.extent[1], self.extent[2])
         except ValueError as error:
             raise ConfigError(f"fields[0].token_count: neighbourhood {error}") from None
-        self.time_axis = TimeAxis.intersect([s.times for s in self._sources])
+        self.time_axis = TimeAxis.intersect([s.times for s in self._sources + self._targets])
         self.starts = self.time_axis.window_starts(self.extent[0])
         if window is not None:
             self.starts = self._inside(self.starts, window)
@@ -197,9 +215,32 @@ class NeighbourhoodSampler:
         self.months, self._month_of_start = np.unique(start_months, return_inverse=True)
         self._valid = self._valid_places()
 
+    def _target_sources(self, store: Store, target: Store) -> list[_FieldSource]:
+        """The target store's fields, checked against the input's and normalised as theirs."""
+        if not target.grid.matches(store.grid):
+            raise ConfigError(
+                f"data.target: {target.path} is on another grid ({target.grid.describe()}) "
+                f"than the store ({store.grid.describe()}); prepare both on one grid"
+            )
+        sources = []
+        for i, own in enumerate(self._sources):
+            name = own.config.name
+            paired = _FieldSource(
+                target, own.config, f"data.target: fields[{i}]", self.config.reader, own.norm
+            )
+            for key in ("units", "accumulation_s"):
+                mine, theirs = getattr(own.meta, key), getattr(paired.meta, key)
+                if mine != theirs:
+                    raise ConfigError(
+                        f"data.target: {name} has {key} {theirs!r} in {target.path} but "
+                        f"{mine!r} in the store; targets must be in the input's units"
+                    )
+            sources.append(paired)
+        return sources
+
     def _valid_places(self) -> np.ndarray | None:
         """(n, 2) (lat_start, lon_start) of windows free of missing points; None: all are."""
-        masks = [s.missing for s in self._sources if s.missing is not None]
+        masks = [s.missing for s in self._sources + self._targets if s.missing is not None]
         if not masks:
             return None
         valid = valid_starts(np.logical_or.reduce(masks), *self.extent[1:], self.space)
@@ -207,7 +248,7 @@ class NeighbourhoodSampler:
             gaps = ", ".join(
                 f"{s.config.name} ({s.missing_points} of {self.grid.nlat * self.grid.nlon} "
                 "points missing at some time)"
-                for s in self._sources
+                for s in self._sources + self._targets
                 if s.missing is not None
             )
             raise ConfigError(
@@ -262,11 +303,18 @@ class NeighbourhoodSampler:
         t0 = self._time_index(time)
         lat, lons = self._spatial_window(lat_start, lon_start)
         times = self.times[t0 : t0 + self.extent[0]]
-        tokens, alpha = {}, {}
-        for source, own_index in zip(self._sources, self.time_axis.field_index, strict=True):
-            tokens[source.config.name], alpha[source.config.name] = self._read_field(
-                source, int(own_index[t0]), times, lat, lons
-            )
+        # Targets follow the inputs in the time axis' fields (`_target_sources`).
+        own_start = [int(index[t0]) for index in self.time_axis.field_index]
+        inputs, targets = own_start[: len(self._sources)], own_start[len(self._sources) :]
+        tokens = {
+            s.config.name: self._read_tokens(s, own, times, lat, lons)
+            for s, own in zip(self._sources, inputs, strict=True)
+        }
+        alpha = {s.config.name: self._alpha(s, times, lat, lons) for s in self._sources}
+        paired = {
+            s.config.name: self._read_tokens(s, own, times, lat, lons)
+            for s, own in zip(self._targets, targets, strict=True)
+        }
         meta = SampleMeta(
             time_start=times[0],
             time_index=t0,
@@ -276,7 +324,7 @@ class NeighbourhoodSampler:
             levels=tuple(s.levels for s in self._sources),
             index=index,
         )
-        return Sample(tokens, alpha, meta)
+        return Sample(tokens, alpha, meta, paired or None)
 
     def statistics(
         self,
@@ -295,10 +343,10 @@ class NeighbourhoodSampler:
         mean, std = source.norm.mean_std(months_of(self.times[t0 : t0 + self.extent[0]]), lat, lons)
         return mean.swapaxes(0, 1), std.swapaxes(0, 1)  # (level, time or 1, lat or 1, lon or 1)
 
-    def _read_field(
+    def _read_tokens(
         self, source: _FieldSource, own: int, times: np.ndarray, lat: slice, lons: list[slice]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens and alpha of one field; `own` is the window's first index in its time axis."""
+    ) -> torch.Tensor:
+        """Normalised tokens of one field; `own` is the window's first index in its time axis."""
         raw = source.reader.read(slice(own, own + len(times)), source.level_index, lat, lons)
         if source.may_miss and np.isnan(raw).any():
             first = times[int(np.flatnonzero(np.isnan(raw).reshape(len(times), -1).any(1))[0])]
@@ -309,17 +357,21 @@ class NeighbourhoodSampler:
         mean, std = source.norm.mean_std(months_of(times), lat, lons)
         values = (raw - mean) / std  # (time, level, lat, lon)
         points = torch.from_numpy(np.ascontiguousarray(values.transpose(1, 0, 2, 3), np.float32))
-        tokens = tokenize(points, source.config.token_size)  # (level, n_t, n_lat, n_lon, t, y, x)
-        alpha = token_alpha(
+        return tokenize(points, source.config.token_size)  # (level, n_t, n_lat, n_lon, t, y, x)
+
+    def _alpha(
+        self, source: _FieldSource, times: np.ndarray, lat: slice, lons: list[slice]
+    ) -> torch.Tensor:
+        return token_alpha(
             times,
             source.levels,
-            self.grid.lats[lat],
+            self.grid.lat_axis[lat],
             self._window_lons(lons),
             source.config.token_size,
             self.grid.resolution_deg,
             self.space.wraps,
+            south_pole=self.grid.south_pole,  # rotated grids: alpha holds geographic lat/lon
         )
-        return tokens, alpha
 
     def _time_index(self, time: int | np.integer | np.datetime64 | datetime) -> int:
         if isinstance(time, int | np.integer):
@@ -354,6 +406,7 @@ class NeighbourhoodSampler:
         return lat, lon_pieces(lon_start, self.extent[2], nlon)
 
     def _window_lons(self, lons: list[slice]) -> np.ndarray:
-        """Longitudes of the window's columns, increasing across the date line (may pass 360)."""
+        """Longitudes of the window's columns, increasing across the date line (may pass 360);
+        rotated longitudes on a rotated grid (they never wrap)."""
         start = lons[0].start
         return self.grid.lon_first + self.grid.lon_step * (start + np.arange(self.extent[2]))

@@ -28,7 +28,7 @@ from atmorep_core.evaluation.downscaling_baselines import (
     regression_fit,
 )
 from atmorep_core.evaluation.truth import TruthField, Unavailable
-from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.product import ProductGrid
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class BaselineInput:
     valid_times: np.ndarray  # (step,) datetime64[s]: the leads being scored
     climatology: HourlyMeans
     autoregression: Autoregression
-    grid: LatLonGrid  # the product field's grid
+    grid: ProductGrid  # the product field's grid
     attributes: Mapping[str, str] = field(default_factory=dict)  # the product's provenance
     memo: dict[tuple[object, ...], Any] = field(default_factory=dict)  # fits kept between products
 

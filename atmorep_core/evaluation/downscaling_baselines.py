@@ -6,7 +6,8 @@ that bilinear value and the hour of day (two harmonics), fitted on the climatolo
 The coarse input is the store the product names (attribute `input_store`: what `downscale`
 read, GRIB input prepared into the output folder). Bilinear interpolation is scipy's, between
 the coarse points' values at their own coordinates, extrapolated linearly past the outermost
-ones (a product reaches half a coarse cell beyond them).
+ones (a product reaches half a coarse cell beyond them). A product on a rotated grid (a
+COSMO-REA6-like store's) takes the interpolation at its points' geographic coordinates.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from scipy.interpolate import RegularGridInterpolator
 
 from atmorep_core.evaluation.climatology import HOURS, Window, hour_of_day
 from atmorep_core.evaluation.truth import TruthField, Unavailable
-from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.product import ProductGrid
 from atmorep_core.io.store import Store
+from atmorep_core.rotated_grid import RotatedGrid
 
 HARMONICS = 2
 
@@ -27,13 +29,15 @@ HARMONICS = 2
 class CoarseInput:
     """One field of a downscaling product's coarse input, interpolated onto the product's grid."""
 
-    def __init__(self, input_store: str, name: str, grid: LatLonGrid) -> None:
+    def __init__(self, input_store: str, name: str, grid: ProductGrid) -> None:
         path = Path(input_store)
         if not input_store or not (path / "zarr.json").exists():
             raise Unavailable("the product names no coarse input store that is still there")
         store = Store.open(path)
         if name not in store.fields:
             raise Unavailable(f"the coarse input {path} has no field {name!r}")
+        if store.grid.is_rotated:
+            raise Unavailable(f"the coarse input {path} is on a rotated grid: no bilinear axes")
         self.arrays, self.coarse, self.grid = store.field(name), store.grid, grid
 
     def bilinear(self, times: np.ndarray) -> np.ndarray:
@@ -46,9 +50,8 @@ class CoarseInput:
         values = block[index - first]  # (time, level, lat, lon)
         lats, lons = self.coarse.lats, _unwrapped(self.coarse.lons)
         order = np.argsort(lats)  # scipy wants increasing axes
-        targets = np.stack(
-            np.meshgrid(self.grid.lats, _near(self.grid.lons, lons), indexing="ij"), axis=-1
-        )
+        points_lat, points_lon = _geographic(self.grid)  # (lat, lon) each, of any grid
+        targets = np.stack([points_lat, _near(points_lon, lons)], axis=-1)
         out = np.empty((*values.shape[:2], *self.grid.shape))
         for t, level in np.ndindex(*values.shape[:2]):
             interpolate = RegularGridInterpolator(
@@ -89,6 +92,13 @@ def regression_features(bilinear: np.ndarray, times: np.ndarray) -> np.ndarray:
         [bilinear[..., None], np.broadcast_to(constant, (*bilinear.shape, constant.shape[-1]))],
         axis=-1,
     )
+
+
+def _geographic(grid: ProductGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Geographic latitude and longitude of every point of a product grid, (lat, lon) each."""
+    if isinstance(grid, RotatedGrid):
+        return grid.lats, grid.lons
+    return grid.geographic()
 
 
 def _unwrapped(lons: np.ndarray) -> np.ndarray:

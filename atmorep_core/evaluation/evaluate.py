@@ -30,8 +30,7 @@ from atmorep_core.evaluation.truth import (
     locate,
     open_truth,
 )
-from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.product import Product, ProductField
+from atmorep_core.io.product import Product, ProductField, ProductGrid
 from atmorep_core.io.product_read import (
     GRIB_SUFFIXES,
     NETCDF_SUFFIXES,
@@ -112,7 +111,7 @@ class _Scorer:
         self.memo: dict[tuple[object, ...], Any] = {}  # baselines' fits, kept between products
         self.tally = Tally()
         self.notes: list[str] = []
-        self._regions: dict[LatLonGrid, Region] = {}
+        self._regions: dict[ProductGrid, Region] = {}
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -126,13 +125,10 @@ class _Scorer:
 
     def _truth_field(
         self, product_field: ProductField
-    ) -> tuple[TruthField, list[int], LatLonGrid] | None:
+    ) -> tuple[TruthField, list[int], ProductGrid] | None:
         """The truth on the field's points and the levels it has; the product's level indices;
         the field's grid."""
         name, grid = product_field.name, product_field.grid
-        if not isinstance(grid, LatLonGrid):  # a store's grid is always lat-lon
-            self.note(f"{name}: on {grid.describe()}, not the truth's lat-lon grid; not scored")
-            return None
         if name not in self.store.fields:
             self.note(f"{name}: not in the truth {self.store.path}; not scored")
             return None
@@ -150,7 +146,7 @@ class _Scorer:
 
     def _score_field(
         self, path: Path, product: Product, product_field: ProductField, truth: TruthField,
-        levels: list[int], grid: LatLonGrid,
+        levels: list[int], grid: ProductGrid,
     ) -> None:  # fmt: skip
         present = self._present(path, product, product_field.name, truth)
         if not present.any():

@@ -15,7 +15,8 @@ _INV_SQRT_PI = 1.0 / np.sqrt(np.pi)
 
 
 def latitude_weights(lats: np.ndarray) -> np.ndarray:
-    """cos(latitude) per row, scaled to a mean of 1: a grid cell's area on a regular grid."""
+    """cos(latitude) per row, scaled to a mean of 1: a grid cell's area on a regular grid;
+    given (lat, lon) latitudes (a rotated grid's, which change along a row), per point."""
     weights = np.cos(np.deg2rad(np.asarray(lats, dtype=np.float64))).clip(min=0.0)
     if not weights.any():
         raise ValueError("latitude weights are all zero (only polar rows)")
@@ -23,7 +24,11 @@ def latitude_weights(lats: np.ndarray) -> np.ndarray:
 
 
 def spatial_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Latitude-weighted mean over the last two axes: (..., lat, lon) -> (...)."""
+    """Latitude-weighted mean over the last two axes: (..., lat, lon) -> (...); weights per
+    row (lat,) or per point (lat, lon)."""
+    if np.ndim(weights) == 2:
+        points = np.asarray(values, dtype=np.float64) * weights
+        return np.asarray(points.sum(axis=(-2, -1)) / weights.sum())
     rows = np.asarray(values, dtype=np.float64).mean(axis=-1)  # (..., lat)
     return np.asarray((rows * weights).sum(axis=-1) / weights.sum())
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atmorep_core.evaluation import metrics
-from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.product import ProductGrid
+from atmorep_core.rotated_grid import RotatedGrid
 
 MODEL = "model"
 
@@ -30,7 +31,7 @@ class Scored:
     leads: tuple[int, ...]  # hours
     truth: np.ndarray  # (step, level, lat, lon)
     climatology: np.ndarray | None  # (step, level, lat, lon); None: not available
-    grid: LatLonGrid
+    grid: ProductGrid  # lat-lon, or rotated (weighted per point)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class ScoreRow:
 
 def partial_scores(members: np.ndarray, scored: Scored) -> dict[str, np.ndarray]:
     """Spatial means of one product, each (step, level), from (member, step, level, lat, lon)."""
-    truth, weights = scored.truth, metrics.latitude_weights(scored.grid.lats)
+    truth, weights = scored.truth, metrics.latitude_weights(latitudes(scored.grid))
     mean = members.mean(axis=0, dtype=np.float64)
     variance = metrics.ensemble_variance(members)
     nan = np.full(truth.shape[:2], np.nan)
@@ -73,6 +74,13 @@ def partial_scores(members: np.ndarray, scored: Scored) -> dict[str, np.ndarray]
         if scored.climatology is None
         else metrics.anomaly_correlation(mean, truth, scored.climatology, weights),
     }
+
+
+def latitudes(grid: ProductGrid) -> np.ndarray:
+    """Geographic latitude per row (lat,), or per point (lat, lon) on a rotated grid."""
+    if isinstance(grid, RotatedGrid):
+        return grid.lats
+    return grid.geographic()[0] if grid.is_rotated else grid.lats
 
 
 @dataclass
@@ -148,7 +156,7 @@ class ErrorMaps:
     leads: tuple[int, ...] | None  # the leads to map; None: each product's last
     sums: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # (2, lat, lon)
     counts: dict[tuple[str, int, int], int] = field(default_factory=dict)
-    grids: dict[tuple[str, int, int], LatLonGrid] = field(default_factory=dict)
+    grids: dict[tuple[str, int, int], ProductGrid] = field(default_factory=dict)
 
     def add(self, members: np.ndarray, scored: Scored) -> list[str]:
         """Add one product's errors at the mapped leads; notes for those on another grid."""

@@ -2,7 +2,8 @@
 
 A product's grid must be the truth's grid or a sub-area of it at the same resolution; its points
 are located on the truth grid once (longitudes modulo 360, so a product stored as -10..2 finds a
-global 0..359.75 truth), and every read returns the truth on exactly the product's points.
+global 0..359.75 truth), and every read returns the truth on exactly the product's points. A
+rotated product is located by its rotated axes on a truth store in the same rotated frame.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from atmorep_core.data.ingest_plan import IngestOptions
 from atmorep_core.data.prepare import prepare
 from atmorep_core.errors import InputDataError, StoreError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.product import ProductField
+from atmorep_core.io.product import ProductField, ProductGrid
 from atmorep_core.io.store import FieldArrays, Store
+from atmorep_core.rotated_grid import RotatedGrid
 
 _TOLERANCE_DEG = 1e-3
 _BLOCK_BYTES = 256 * 2**20  # per read when a whole window is needed (the climatology)
@@ -51,8 +53,9 @@ class Region:
     columns: np.ndarray  # (lon,) truth column of each product column
 
 
-def locate(grid: LatLonGrid, truth: LatLonGrid) -> Region:
+def locate(grid: ProductGrid, truth: LatLonGrid) -> Region:
     """The product grid's points on the truth grid; InputDataError if any is not a truth point."""
+    grid = _in_frame(grid, truth)
     same_lat = grid.nlat == 1 or abs(abs(grid.lat_step) - abs(truth.lat_step)) < _TOLERANCE_DEG
     same_lon = grid.nlon == 1 or abs(abs(grid.lon_step) - abs(truth.lon_step)) < _TOLERANCE_DEG
     if not (same_lat and same_lon):
@@ -60,9 +63,22 @@ def locate(grid: LatLonGrid, truth: LatLonGrid) -> Region:
             f"the product grid ({grid.describe()}) and the truth grid ({truth.describe()}) "
             "differ in resolution: regrid one of them first"
         )
-    rows = _match(grid.lats, truth.lats, "latitude", truth, period=None)
-    columns = _match(grid.lons, truth.lons, "longitude", truth, period=360.0)
+    rows = _match(grid.lat_axis, truth.lat_axis, "latitude", truth, period=None)
+    columns = _match(grid.lon_axis, truth.lon_axis, "longitude", truth, period=360.0)
     return Region(rows, columns)
+
+
+def _in_frame(grid: ProductGrid, truth: LatLonGrid) -> LatLonGrid:
+    """The product grid as a store grid; InputDataError unless it has the truth's frame (both
+    regular, or rotated about the same pole), where rows and columns are the truth's axes."""
+    if isinstance(grid, RotatedGrid):
+        grid = LatLonGrid.from_rotated(grid)
+    if not grid.same_frame(truth):
+        raise InputDataError(
+            f"the product grid ({grid.describe()}) and the truth grid ({truth.describe()}) "
+            "are not in the same (rotated or geographic) frame: regrid one of them first"
+        )
+    return grid
 
 
 def _match(

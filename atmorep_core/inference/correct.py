@@ -23,7 +23,7 @@ correction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -40,7 +40,7 @@ from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.grib_messages import FieldMessage, read_values, scan_messages
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
-from atmorep_core.regrid import Points, Regridder, lon_extent
+from atmorep_core.regrid import Points, Regridder, grid_points, lon_extent
 from atmorep_core.training.strategies import ForecastStrategy, IdentityStrategy, MaskingStrategy
 
 Mode = Literal["denoise", "forecast"]
@@ -54,6 +54,7 @@ class CorrectRequest:
     mode: Mode = "denoise"
     fields: tuple[str, ...] = ()  # canonical names to write corrected; () for all of the model's
     batch_size: int = 16
+    ensemble: bool = False  # also each of the tail's members, corrected (CRPS, spread)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -72,6 +73,7 @@ class Correction:
     levels: dict[str, tuple[int, ...]]  # corrected fields and their levels
     domain: LatLonGrid  # the part of the checkpoint's grid the model answered on
     rms_change: dict[str, float]  # root-mean-square correction per field, physical units
+    members: dict[int, np.ndarray] | None = None  # ensemble: (member, point) per message index
 
 
 @dataclass(frozen=True)
@@ -104,17 +106,31 @@ def correct(
         n: FieldStatistics(n, f.levels, trained.normalisation[n], statistics_store, rows, columns)
         for n, f in configs.items()
     }
-    model_points = _grid_points(tiling.grid)
+    model_points = grid_points(tiling.grid)
     to_model = Regridder(selection.points, model_points)
     raw = {n: _read(selection, n, f.levels) for n, f in configs.items()}  # (L, times, points)
     shown = {n: to_model(v).reshape(*v.shape[:2], *tiling.grid.shape) for n, v in raw.items()}
     strategy, windows, uncorrected = _plan(trained, store, selection, request.mode)
     question = _Question(predictor or trained.model, configs, stats, tiling, strategy)
-    answers = question.answers(shown, windows, request.batch_size, progress)
-    changes = {n: answers[n] - shown[n] for n in wanted}  # (L, times, R, C)
+    heads = max(f.tail_heads for f in configs.values())
+    selectors = [None, *(range(heads) if request.ensemble else ())]  # the mean, then members
+    answers = question.answers(shown, windows, request.batch_size, progress, selectors)
+    changes = [{n: a[n] - shown[n] for n in wanted} for a in answers]  # each (L, times, R, C)
     back = Regridder(model_points, selection.points)
     levels = {n: tuple(configs[n].levels) for n in wanted}
-    return _correction(selection, raw, changes, back, levels, uncorrected, tiling.grid)
+    # Accumulations (precipitation) never become negative, whatever the model answers.
+    nonnegative = {n for n in wanted if store.field(n).meta.accumulation_s is not None}
+    done = [i for i, t in enumerate(selection.times) if t not in uncorrected]
+    corrected = [
+        _corrected(raw, change, back, done, nonnegative) for change in changes
+    ]  # each field -> (L, k, points)
+    correction = _correction(
+        selection, corrected[0], changes[0], done, levels, uncorrected, tiling.grid
+    )
+    if not request.ensemble:
+        return correction
+    members = {n: np.stack([c[n] for c in corrected[1:]]) for n in wanted}  # (E, L, k, points)
+    return replace(correction, members=_by_message(selection, members, done, levels, axis=1))
 
 
 @dataclass(frozen=True)
@@ -133,21 +149,25 @@ class _Question:
         windows: list[_Window],
         batch_size: int,
         progress: Progress | None,
-    ) -> dict[str, np.ndarray]:
-        """Per field the (L, times, R, C) physical answers at the windows' target times."""
-        answers = {n: np.full_like(v, np.nan) for n, v in shown.items()}
+        selectors: list[int | None],
+    ) -> list[dict[str, np.ndarray]]:
+        """Per selector (None: the ensemble mean, i: member i) and field the (L, times, R, C)
+        physical answers at the windows' target times."""
+        answers = [{n: np.full_like(v, np.nan) for n, v in shown.items()} for _ in selectors]
         for number, window in enumerate(windows):
             fields = {
                 n: DomainField(c, self.stats[n].normalise(shown[n][:, window.source], window.times))
                 for n, c in self.configs.items()
             }
-            answer = ask(
-                self.predictor, fields, window.times, self.tiling, self.strategy, [None],
+            asked = ask(
+                self.predictor, fields, window.times, self.tiling, self.strategy, selectors,
                 batch_size, _part(progress, number, len(windows)),
-            )[0]  # fmt: skip
-            for n in self.configs:
-                kept, times = answer[n][:, window.answered], window.times[window.answered]
-                answers[n][:, window.targets] = self.stats[n].denormalise(kept, times)
+            )  # fmt: skip
+            times = window.times[window.answered]
+            for answer, into in zip(asked, answers, strict=True):
+                for n in self.configs:
+                    kept = answer[n][:, window.answered]
+                    into[n][:, window.targets] = self.stats[n].denormalise(kept, times)
         return answers
 
 
@@ -177,13 +197,14 @@ def _domain(
 ) -> tuple[Tiling, slice, np.ndarray]:
     """Tiles over the part of `grid` the points cover, and its rows and columns in `grid`."""
     area = _covered(grid, points)
-    lat_first = float(grid.lats[area.row_start])
+    lat_first = float(grid.lat_axis[area.row_start])
     if area.cols == grid.nlon:  # all round the globe: the tiles wrap
         columns = np.arange(grid.nlon)
     else:
         columns = (area.col_start + np.arange(area.cols)) % grid.nlon
     lon_first = grid.lon_first + grid.lon_step * int(columns[0])
-    part = LatLonGrid(lat_first, grid.lat_step, area.rows, lon_first, grid.lon_step, area.cols)
+    # replace: a rotated grid keeps its pole
+    part = replace(grid, lat_first=lat_first, nlat=area.rows, lon_first=lon_first, nlon=area.cols)
     try:
         tiling = tile(part, extent)
     except ConfigError:
@@ -209,11 +230,6 @@ def _covered(grid: LatLonGrid, points: Points) -> Area:
             f"the input ({north:g}/{west:g}/{south:g}/{west + span:g}) lies outside the "
             f"checkpoint's grid ({grid.describe()})"
         ) from None
-
-
-def _grid_points(grid: LatLonGrid) -> Points:
-    lats, lons = np.meshgrid(grid.lats, grid.lons, indexing="ij")
-    return Points(lats.ravel(), lons.ravel())
 
 
 def _plan(
@@ -310,28 +326,52 @@ def _part(progress: Progress | None, number: int, count: int) -> Progress | None
     )
 
 
-def _correction(
-    selection: Selection,
+def _corrected(
     raw: dict[str, np.ndarray],
     changes: dict[str, np.ndarray],
     back: Regridder,
+    done: list[int],
+    nonnegative: set[str],
+) -> dict[str, np.ndarray]:
+    """Per field the input plus the regridded-back change at the corrected times (L, k, points)."""
+    result = {}
+    for name, change in changes.items():
+        change = change[:, done]  # (L, k, R, C)
+        values = raw[name][:, done] + back(change.reshape(*change.shape[:2], -1))
+        result[name] = np.maximum(values, 0.0) if name in nonnegative else values
+    return result
+
+
+def _by_message(
+    selection: Selection,
+    values: dict[str, np.ndarray],
+    done: list[int],
+    levels: dict[str, tuple[int, ...]],
+    axis: int = 0,
+) -> dict[int, np.ndarray]:
+    """Values (level and time on `axis`, `axis` + 1) keyed by the index of their message."""
+    found = {}
+    for name, field in values.items():
+        field = np.moveaxis(field, (axis, axis + 1), (0, 1))  # (L, k, ...)
+        for li, level in enumerate(levels[name]):
+            for ti, index in enumerate(done):
+                found[selection.message(name, level, selection.times[index]).index] = field[li, ti]
+    return found
+
+
+def _correction(
+    selection: Selection,
+    corrected: dict[str, np.ndarray],
+    changes: dict[str, np.ndarray],
+    done: list[int],
     levels: dict[str, tuple[int, ...]],
     uncorrected: tuple[datetime, ...],
     domain: LatLonGrid,
 ) -> Correction:
-    """Input plus the regridded-back change, for the wanted fields at the corrected times."""
-    done = [i for i, t in enumerate(selection.times) if t not in uncorrected]
-    values: dict[int, np.ndarray] = {}
-    messages: dict[int, FieldMessage] = {}
-    rms: dict[str, float] = {}
-    for name, change in changes.items():
-        change = change[:, done]  # (L, k, R, C)
-        corrected = raw[name][:, done] + back(change.reshape(*change.shape[:2], -1))
-        for li, level in enumerate(levels[name]):
-            for ti, index in enumerate(done):
-                message = selection.message(name, level, selection.times[index])
-                values[message.index], messages[message.index] = corrected[li, ti], message
-        rms[name] = float(np.sqrt(np.mean(change**2)))
+    """The corrected fields (L, k, points) by message, and what was done."""
+    values = _by_message(selection, corrected, done, levels)
+    messages = {m.index: m for m in selection.messages.values() if m.index in values}
+    rms = {n: float(np.sqrt(np.mean(c[:, done] ** 2))) for n, c in changes.items()}
     corrected_times = tuple(selection.times[i] for i in done)
     return Correction(
         values, messages, selection.points, corrected_times, uncorrected, levels, domain, rms

@@ -9,7 +9,6 @@ checkpoint, options and input file contents (its SHA-256) does nothing.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from atmorep_core.errors import InputDataError, StoreError
 from atmorep_core.inference.correct import Correction, CorrectRequest, correct
 from atmorep_core.inference.correct_score import score_against
 from atmorep_core.inference.engine import Progress
-from atmorep_core.inference.product_job import ProductJob, run_product
+from atmorep_core.inference.product_job import ProductJob, run_product, sha256_of
 from atmorep_core.inference.trained import TrainedModel, load_trained
 from atmorep_core.io.grib_messages import rewrite
 from atmorep_core.io.run_folder import ProductRun
@@ -65,7 +64,7 @@ def _request(job: CorrectJob, trained: TrainedModel) -> dict[str, Any]:
     return {
         **job.shared_request(trained),
         "ifs": str(job.ifs.resolve()),
-        "ifs_sha256": _sha256(job.ifs),
+        "ifs_sha256": sha256_of(job.ifs),
         "correct": asdict(job.request),
         "truth": None if job.truth is None else str(job.truth.resolve()),
     }
@@ -95,8 +94,3 @@ def _existing(path: Path, role: str) -> Path:
     if not path.exists():
         raise StoreError(f"{path}: the {role} does not exist")
     return path
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()

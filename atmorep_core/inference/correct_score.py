@@ -20,19 +20,18 @@ from atmorep_core.inference.correct import Correction
 from atmorep_core.inference.inputs import read_window
 from atmorep_core.io.grib_messages import read_values
 from atmorep_core.io.store import Store
-from atmorep_core.regrid import Points, Regridder
+from atmorep_core.regrid import Regridder, grid_points
 
 
 def score_against(
     truth: Store, source: Path, correction: Correction
 ) -> dict[str, dict[str, float]]:
     """Per group (field, "field level", "lead NNh") the raw and corrected RMSE and their ratio."""
-    lats, lons = np.meshgrid(truth.grid.lats, truth.grid.lons, indexing="ij")
-    to_input = Regridder(Points(lats.ravel(), lons.ravel()), correction.points)
+    to_input = Regridder(grid_points(truth.grid), correction.points)
     squared: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for index, message in correction.messages.items():
         name = from_grib(message.short_name, message.param_id).name
-        reference = to_input(_truth_field(truth, name, message.level, message.valid_time).ravel())
+        reference = to_input(truth_field(truth, name, message.level, message.valid_time).ravel())
         raw = read_values(source, message)
         pair = (_mse(raw, reference), _mse(correction.values[index], reference))
         for group in (name, f"{name} {message.level}", f"lead {message.step_hours:03d}h"):
@@ -40,7 +39,7 @@ def score_against(
     return {group: _rmse(pairs) for group, pairs in sorted(squared.items())}
 
 
-def _truth_field(truth: Store, name: str, level: int, time: datetime) -> np.ndarray:
+def truth_field(truth: Store, name: str, level: int, time: datetime) -> np.ndarray:
     """(lat, lon) truth of one field, level and valid time over the whole truth grid."""
     times = np.array([np.datetime64(time, "s")])
     whole = slice(0, truth.grid.nlat), np.arange(truth.grid.nlon)

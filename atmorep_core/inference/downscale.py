@@ -10,17 +10,22 @@ statistics, tiled, asked in windows of the model's time extent (a last window sh
 overlaps the one before) and stitched; the product lies on that fine grid, or is regridded onto a
 target grid (`target`: a grid named in `recipes/grids.yaml` or any GRIB file's grid, rotated or
 regular).
+
+The checkpoint's grid may be rotated (a COSMO-REA6-like store): coverage and the nearest coarse
+point are then found by geographic position (`grid.grid_position`), and the covered part is a
+block of rotated rows and columns whose every point lies in a coarse cell (the covered points'
+bounding block, shrunk edge by edge).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 
 from atmorep_core.errors import ConfigError, InputDataError, StoreError
-from atmorep_core.grid import LatLonGrid
+from atmorep_core.grid import LatLonGrid, grid_position
 from atmorep_core.inference.domain import provenance
 from atmorep_core.inference.engine import DomainField, Predictor, Progress, ask
 from atmorep_core.inference.inputs import read_window
@@ -62,9 +67,9 @@ def downscale(
     strategy = trained_strategy(trained)
     fine = Store.open(trained.training_store).grid
     rows, columns = covered(fine, inputs.grid)
-    domain = LatLonGrid(
-        float(fine.lats[rows[0]]), fine.lat_step, len(rows),
-        float(fine.lons[columns[0]]), fine.lon_step, len(columns),
+    domain = replace(  # a block of the fine grid (with a rotated grid's pole)
+        fine, lat_first=float(fine.lat_axis[rows[0]]), nlat=len(rows),
+        lon_first=float(fine.lon_axis[columns[0]]), nlon=len(columns),
     )  # fmt: skip
     try:
         tiling = tile(domain, trained.extent[1:])
@@ -83,7 +88,7 @@ def downscale(
     nearest = _nearest(inputs.grid, domain)
     whole = slice(0, inputs.grid.nlat), np.arange(inputs.grid.nlon)
     shown = {
-        n: read_window(inputs, n, f.levels, times, *whole)[..., nearest[0], :][..., nearest[1]]
+        n: read_window(inputs, n, f.levels, times, *whole)[..., nearest[0], nearest[1]]
         for n, f in configs.items()
     }  # (L, T, R, C) each: every fine point takes its nearest coarse value
     question = _Question(predictor or trained.model, configs, stats, tiling, strategy)
@@ -154,7 +159,10 @@ def trained_strategy(trained: TrainedModel) -> DownscalingStrategy:
 
 
 def covered(fine: LatLonGrid, coarse: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the fine grid within half a coarse cell of the coarse grid's points."""
+    """Rows and columns of the fine grid within half a coarse cell of the coarse grid's points:
+    on a rotated grid (either), a block of them whose every point is covered."""
+    if fine.is_rotated or coarse.is_rotated:
+        return _covered_block(fine, coarse)
     half_lat, half_lon = abs(coarse.lat_step) / 2, abs(coarse.lon_step) / 2
     low, high = sorted((coarse.lat_first, coarse.lat_last))
     rows = np.flatnonzero(
@@ -164,21 +172,50 @@ def covered(fine: LatLonGrid, coarse: LatLonGrid) -> tuple[np.ndarray, np.ndarra
     span = coarse.lon_step * (coarse.nlon - 1) + 2 * half_lon
     columns = np.flatnonzero(east < span - _TOLERANCE_DEG)
     if len(rows) == 0 or len(columns) == 0:
-        raise InputDataError(
-            f"the input grid ({coarse.describe()}) does not overlap the checkpoint's grid "
-            f"({fine.describe()})"
-        )
+        raise _no_overlap(fine, coarse)
     if len(columns) > 1 and columns[-1] - columns[0] != len(columns) - 1:
         columns = np.roll(columns, -int(np.argmax(np.diff(columns) > 1)) - 1)  # across 0 deg
     return rows, columns
 
 
+def _no_overlap(fine: LatLonGrid, coarse: LatLonGrid) -> InputDataError:
+    return InputDataError(
+        f"the input grid ({coarse.describe()}) does not overlap the checkpoint's grid "
+        f"({fine.describe()})"
+    )
+
+
+def _covered_block(fine: LatLonGrid, coarse: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
+    """The block of fine rows and columns covered by the coarse cells, by geographic position:
+    the covered points' bounding block, shrunk edge by edge (the edge with the largest share of
+    uncovered points first) until every point in it is covered."""
+    rows, columns = grid_position(coarse, *fine.geographic())
+    inside = (rows >= -0.5 - _TOLERANCE_DEG) & (rows < coarse.nlat - 0.5)
+    if not coarse.is_global_in_lon:
+        inside &= (columns >= -0.5 - _TOLERANCE_DEG) & (columns < coarse.nlon - 0.5)
+    if not inside.any():
+        raise _no_overlap(fine, coarse)
+    found_rows, found_columns = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    r0, r1, c0, c1 = found_rows[0], found_rows[-1] + 1, found_columns[0], found_columns[-1] + 1
+    while not (box := inside[r0:r1, c0:c1]).all():
+        edges = [~box[0], ~box[-1], ~box[:, 0], ~box[:, -1]]  # north, south, west, east
+        worst = int(np.argmax([edge.mean() for edge in edges]))
+        r0, r1 = r0 + (worst == 0), r1 - (worst == 1)
+        c0, c1 = c0 + (worst == 2), c1 - (worst == 3)
+    if r1 <= r0 or c1 <= c0:
+        raise _no_overlap(fine, coarse)
+    return np.arange(r0, r1), np.arange(c0, c1)
+
+
 def _nearest(coarse: LatLonGrid, domain: LatLonGrid) -> tuple[np.ndarray, np.ndarray]:
-    """For each domain row and column, the nearest coarse row and column."""
-    rows = np.rint((domain.lats - coarse.lat_first) / coarse.lat_step).astype(np.int64)
-    east = (domain.lons - coarse.lon_first + 180.0) % 360.0 - 180.0  # just west is negative
-    columns = np.rint(east / coarse.lon_step).astype(np.int64)
-    return rows.clip(0, coarse.nlat - 1), columns.clip(0, coarse.nlon - 1)
+    """(R, C) coarse row and column of each domain point's nearest coarse point (in the coarse
+    grid's axes), by geographic position: on either grid rotated, rows differ along a column."""
+    rows, columns = grid_position(coarse, *domain.geographic())
+    row = np.rint(rows).astype(np.int64).clip(0, coarse.nlat - 1)
+    column = np.rint(columns).astype(np.int64)
+    if coarse.is_global_in_lon:
+        return row, column % coarse.nlon
+    return row, column.clip(0, coarse.nlon - 1)
 
 
 def _times(inputs: Store, trained: TrainedModel, request: DownscaleRequest) -> np.ndarray:

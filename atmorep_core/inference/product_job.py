@@ -23,7 +23,7 @@ from atmorep_core.errors import StoreError
 from atmorep_core.inference.series import InputSeries
 from atmorep_core.inference.trained import TrainedModel, load_trained
 from atmorep_core.io import grib_read
-from atmorep_core.io.product import Product
+from atmorep_core.io.product import Product, ProductGrid
 from atmorep_core.io.product_outputs import OutputOptions, write_outputs
 from atmorep_core.io.run_folder import ProductRun
 from atmorep_core.io.store import Store
@@ -76,7 +76,7 @@ class ProductJob:
         fields = tuple(f.name for f in trained.config.fields)
         stores = []
         for path in self.grib_inputs:
-            digest = _sha256(path)[:16]
+            digest = sha256_of(path)[:16]
             runs = time_runs(grib_read.scan(path), IngestOptions(fields=fields))
             for number, run in enumerate(runs):
                 cache = self.out / INPUT_FILES / f"{digest}-{number}.zarr"
@@ -141,8 +141,13 @@ def product_summary(product: Product) -> dict[str, Any]:
         "steps_hours": list(product.steps_hours),
         "members": product.members,
         "fields": [f.name for f in product.fields],
-        "grid": asdict(product.fields[0].grid),
+        "grid": _grid_summary(product.fields[0].grid),
     }
+
+
+def _grid_summary(grid: ProductGrid) -> dict[str, Any]:
+    """The grid's parameters; a regular grid's as before rotated store grids (no pole)."""
+    return {key: value for key, value in asdict(grid).items() if value is not None}
 
 
 def _ingest(paths: Sequence[Path], cache: Path, trained: TrainedModel) -> Store:
@@ -152,7 +157,8 @@ def _ingest(paths: Sequence[Path], cache: Path, trained: TrainedModel) -> Store:
     return Store.open(cache)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """A file's SHA-256, hex: reruns on the same input contents are up to date."""
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 

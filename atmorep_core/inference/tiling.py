@@ -12,12 +12,16 @@ wrap across the date line. The tiles, and the stitched result, cover a *domain*:
 the first tile's to the last's, and the columns from the westernmost tile's to the easternmost's
 (every column when the tiles go all round a global grid). An area asked for is padded by half a
 tile on each side where the grid allows, so that its border points have context on every side.
+
+On a rotated store grid (COSMO-REA6's) tiles are blocks of its rotated rows and columns like any
+others; a product keeps the grid's pole, and an area given in geographic degrees becomes the
+block of rows and columns around the grid points inside it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -119,13 +123,13 @@ class Tiling:
         return column % self.grid.nlon if self.wraps else column
 
     def area_grid(self) -> LatLonGrid:
-        """The product's grid: the area's rows and columns of the store's grid."""
+        """The product's grid: the area's rows and columns of the store's grid (and its pole)."""
         g, a = self.grid, self.area
         lon_first = g.lon_first + g.lon_step * a.col_start
         if self.wraps:
             lon_first %= 360.0
         lat_first = g.lat_first + g.lat_step * a.row_start
-        return LatLonGrid(lat_first, g.lat_step, a.rows, lon_first, g.lon_step, a.cols)
+        return replace(g, lat_first=lat_first, nlat=a.rows, lon_first=lon_first, nlon=a.cols)
 
 
 def tile(grid: LatLonGrid, tile_shape: tuple[int, int], area: Area | None = None) -> Tiling:
@@ -203,13 +207,16 @@ class Stitcher:
 
 
 def area_from_bounds(grid: LatLonGrid, bounds: tuple[float, float, float, float]) -> Area:
-    """The grid rows and columns inside (N, W, S, E) degrees; E < W crosses the date line."""
+    """The grid rows and columns inside (N, W, S, E) geographic degrees; E < W crosses the date
+    line. On a rotated grid: the smallest block of rows and columns holding every point inside."""
     north, west, south, east = bounds
     name = "/".join(f"{b:g}" for b in bounds)
     if not -90.0 <= south <= north <= 90.0:
         raise ConfigError(f"--area {name}: need -90 <= S <= N <= 90")
-    rows = np.flatnonzero((grid.lats >= south - 1e-6) & (grid.lats <= north + 1e-6))
     width = 360.0 if east - west >= 360.0 else (east - west) % 360.0
+    if grid.is_rotated:
+        return _rotated_area(grid, (north, west, south, width), name)
+    rows = np.flatnonzero(_between(grid.lats, south, north))
     offset = (grid.lons - west) % 360.0  # degrees east of the western edge
     inside = offset <= width + 1e-6
     if rows.size == 0 or not inside.any():
@@ -222,3 +229,21 @@ def area_from_bounds(grid: LatLonGrid, bounds: tuple[float, float, float, float]
     if np.any(np.diff(columns) != 1):
         raise ConfigError(f"--area {name}: not one block of the grid")
     return Area(int(rows[0]), int(rows[-1]) + 1, int(columns[0]), len(columns))
+
+
+def _between(lats: np.ndarray, south: float, north: float) -> np.ndarray:
+    return (lats >= south - 1e-6) & (lats <= north + 1e-6)
+
+
+def _rotated_area(grid: LatLonGrid, box: tuple[float, float, float, float], name: str) -> Area:
+    """Rows and columns of a rotated grid around its points inside (N, W, S, width east of W):
+    a geographic box is no block of a rotated grid, so the block holding it is taken."""
+    north, west, south, width = box
+    lats, lons = grid.geographic()
+    inside = _between(lats, south, north) & ((lons - west) % 360.0 <= width + 1e-6)
+    rows, columns = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:
+        raise ConfigError(f"--area {name}: no grid point inside")
+    return Area(
+        int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) - int(columns[0]) + 1
+    )

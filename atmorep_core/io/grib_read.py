@@ -24,11 +24,11 @@ from pathlib import Path
 import eccodes
 import numpy as np
 
-from atmorep_core import fields
+from atmorep_core import fields, rotated_grid
 from atmorep_core.errors import InputDataError
 from atmorep_core.grid import GaussianGrid, LatLonGrid, gaussian_latitudes
 
-SUPPORTED_GRIDS = ("regular_ll", "regular_gg")
+SUPPORTED_GRIDS = ("regular_ll", "regular_gg", "rotated_ll")
 KEEP_VALUES_BYTES = 256 * 2**20
 SMALL_FIELD_POINTS = 100_000  # above this, decoding dominates the cost of opening a message
 # Level types whose parameter identity does not depend on the level value (GRIB1, GRIB2 codes).
@@ -238,6 +238,8 @@ def _grid(handle: int, where: str) -> LatLonGrid | GaussianGrid:
             f"{where}: grid type {grid_type!r} is not supported here "
             f"(supported: {', '.join(SUPPORTED_GRIDS)})"
         )
+    if grid_type == "rotated_ll":  # regular in its rotated frame (COSMO, the UM)
+        return LatLonGrid.from_rotated(rotated_grid.from_handle(handle, where))
     if get(handle, "iScansNegatively") or get(handle, "jPointsAreConsecutive"):
         raise InputDataError(f"{where}: unusual scanning mode; expected ERA5's row order")
     ni, nj = int(get(handle, "Ni")), int(get(handle, "Nj"))

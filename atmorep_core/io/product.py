@@ -1,7 +1,9 @@
 """What a run hands to the product writers: ensembles of fields on their grids at lead times.
 
 A field's grid is a regular lat-lon grid (the store's) or a rotated-pole grid (a regional
-model's, e.g. COSMO's); every writer handles both.
+model's, e.g. COSMO's); every writer handles both. A store grid in a rotated frame (a LatLonGrid
+with a pole) becomes the equivalent RotatedGrid here, so that every writer takes its rotated
+path (GRIB2 rotated_ll, CF rotated_latitude_longitude, maps at geographic coordinates).
 
 A `Product` is checked once, on construction, so that every writer (GRIB2, CF NetCDF, PNG maps)
 can trust its shapes and values. The ensemble statistics live here too, so that every format
@@ -44,6 +46,7 @@ class ProductField:
             lookup(self.name)
         except AtmorepError as error:
             raise ValueError(f"product field: {error}") from error
+        object.__setattr__(self, "grid", product_grid(self.grid))
         # Coerced once here so that every writer sees float32, whatever the engine produced.
         object.__setattr__(self, "values", np.asarray(self.values, dtype=np.float32))
         self._check_levels()
@@ -103,6 +106,13 @@ class ProductField:
             weight = np.float32(position - below)
             out[i] = ordered[below] + weight * (ordered[above] - ordered[below])
         return out
+
+
+def product_grid(grid: ProductGrid) -> ProductGrid:
+    """The grid as writers take it: a store grid in a rotated frame as the `RotatedGrid` it is."""
+    if isinstance(grid, LatLonGrid) and grid.is_rotated:
+        return grid.rotated()
+    return grid
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The training store: a local zarr v3 hierarchy with one group per field.
 
     STORE.zarr/                 attrs: format_version, grid, sources (ingested files + checksums)
-      lat, lon                  coordinates of the shared regular lat-lon grid
+      lat, lon                  coordinates of the shared regular lat-lon grid (on a grid
+                                regular in a rotated frame, grid type rotated_ll: the rotated
+                                axes; `grid.LatLonGrid.geographic` gives each point's position)
       <field>/                  attrs: short_name, param_id, units, level_type, time_step_s, member,
                                 accumulation_s (accumulated fields: seconds up to each valid time)
         data                    (time, level, lat, lon) float32, sharded for neighbourhood reads
@@ -195,8 +197,8 @@ class Store:
             "conventions": "time in seconds since 1970-01-01T00:00:00Z",
         }
         root = zarr.open_group(str(building), mode="w", attributes=attrs)
-        root.create_array("lat", data=grid.lats.astype("float64"), dimension_names=["lat"])
-        root.create_array("lon", data=grid.lons.astype("float64"), dimension_names=["lon"])
+        root.create_array("lat", data=grid.lat_axis.astype("float64"), dimension_names=["lat"])
+        root.create_array("lon", data=grid.lon_axis.astype("float64"), dimension_names=["lon"])
         os.replace(building, path)
         return cls.open(path, writable=True)
 

@@ -128,7 +128,8 @@ def mask_batch(
         tokens = batch.tokens[name]  # (B, L, n_t, n_y, n_x, t, y, x)
         grid = TokenGrid.of(tokens)
         plan = _plan_field(name, config.fields[name], grid, tokens.shape[0], seed)
-        inputs[name], targets[name] = apply_plan(tokens, batch.alpha[name], plan, generator)
+        truth = None if batch.targets is None else batch.targets[name]
+        inputs[name], targets[name] = apply_plan(tokens, batch.alpha[name], plan, generator, truth)
     return inputs, targets
 
 
@@ -164,18 +165,24 @@ def _plan_field(
 
 
 def apply_plan(
-    tokens: torch.Tensor, alpha: torch.Tensor, plan: TokenPlan, generator: torch.Generator
+    tokens: torch.Tensor,
+    alpha: torch.Tensor,
+    plan: TokenPlan,
+    generator: torch.Generator,
+    truth: torch.Tensor | None = None,
 ) -> tuple[FieldInput, torch.Tensor]:
     """Distort the planned tokens; return the model input and the (B, M, P) undistorted targets.
 
     tokens (B, L, n_t, n_y, n_x, t, y, x) and alpha (B, L, n_t, n_y, n_x, 7) are not modified.
     Noise is drawn from `generator`, scaled by the field's standard deviation over the batch.
+    `truth`, shaped as tokens, gives the targets instead of the tokens (paired training).
     """
     b, m = plan.target_index.shape
     index = plan.target_index.to(tokens.device).contiguous()  # (B, M), may come expanded
     rows = torch.arange(b, device=tokens.device).unsqueeze(1).expand(b, m)  # (B, M)
     flat = tokens.flatten(1, 4)  # (B, N, t, y, x)
-    targets = flat[rows, index].reshape(b, m, -1)  # (B, M, P), a copy
+    answers = flat if truth is None else truth.flatten(1, 4)  # (B, N, t, y, x)
+    targets = answers[rows, index].reshape(b, m, -1)  # (B, M, P), a copy
     distorted = flat.clone()  # (B, N, t, y, x)
     masked = torch.zeros(flat.shape[:2], dtype=torch.bool, device=tokens.device)  # (B, N)
     context = _DistortionContext(plan, tokens.std().detach(), generator)

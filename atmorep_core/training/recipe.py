@@ -34,6 +34,10 @@ class DataSection(BaseModel):
 
     store: Path
     """The store made by `atmorep prepare`."""
+    target: Path | None = None
+    """Paired training: a store of the same fields, grid and units whose values the model learns
+    to answer when shown `store`'s (bias correction: model output in `store`, observations or a
+    reanalysis in `target`), normalised with `store`'s statistics; None: `store` itself."""
     train: tuple[datetime, datetime] | None = None
     """First and last time (UTC, inclusive) a training neighbourhood may hold; None: all."""
     validation: tuple[datetime, datetime] | None = None
@@ -60,6 +64,10 @@ class TrainingSection(BaseModel):
     warmup_steps: NonNegativeInt = 100
     """Linear warm-up, then cosine decay to `lr_floor` x the peak."""
     lr_floor: float = Field(default=0.1, ge=0, le=1)
+    encoder_lr_scale: float = Field(default=1.0, ge=0, le=1)
+    """Learning rate of the embeddings and encoders relative to the rest: 1 trains all alike; 0
+    freezes them and 0.1 tunes them lightly when fine-tuning a pre-trained model's decoders and
+    tails (`train --init-field`) on a new target (downscaling, bias correction)."""
     grad_clip: float = Field(default=1.0, gt=0)
     """Global gradient-norm clipping."""
     seed: int = 0

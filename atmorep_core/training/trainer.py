@@ -33,13 +33,14 @@ from atmorep_core.training import checkpoint, distributed, parallel
 from atmorep_core.training.losses import combined_loss
 from atmorep_core.training.masking import MaskingConfig, mask_batch, split_mixtures
 from atmorep_core.training.metrics import MetricsLog
-from atmorep_core.training.recipe import TrainRecipe
+from atmorep_core.training.recipe import TrainingSection, TrainRecipe
 from atmorep_core.training.schedule import warmup_cosine
 from atmorep_core.training.validation import move, validate
 
 # Fault injection for the resume test: SIGKILL the process after this step (and its checkpoint).
 _KILL_AFTER_STEP = "ATMOREP_TEST_KILL_AFTER_STEP"
 _LOGS = ("metrics.csv", "validation.csv")
+_ENCODER_PARTS = ("embedding", "encoder")  # what encoder_lr_scale slows or freezes
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 MMAP_THRESHOLD = 1 << 20  # bytes: allocations from this size up get their own mmap
 
@@ -133,7 +134,7 @@ def _set_up(
     model.to(context.device)
     parallel.shard(model, context, recipe.training.parallel)
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        _parameter_groups(model, recipe.training),
         lr=recipe.training.learning_rate,
         betas=recipe.training.betas,
         weight_decay=recipe.training.weight_decay,
@@ -154,6 +155,23 @@ def _set_up(
     )  # fmt: skip
 
 
+def _parameter_groups(model: torch.nn.Module, training: TrainingSection) -> list[dict[str, Any]]:
+    """The decoders and tails at the full learning rate (first: the rate reported), the embeddings
+    and encoders at `encoder_lr_scale` times it, or frozen (left out, no gradient) at 0."""
+    encoder_scale = training.encoder_lr_scale
+    encoders: list[torch.nn.Parameter] = []
+    rest: list[torch.nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        is_encoder = name.split(".")[2] in _ENCODER_PARTS  # fields.<field>.<part>. ...
+        if is_encoder and encoder_scale == 0.0:
+            parameter.requires_grad_(False)
+        (encoders if is_encoder else rest).append(parameter)
+    groups: list[dict[str, Any]] = [{"params": rest}]
+    if encoder_scale > 0.0 and encoders:
+        groups.append({"params": encoders, "lr": encoder_scale * training.learning_rate})
+    return groups
+
+
 def _field_state(source: Path, name: str) -> FieldState:
     """A pre-trained field's weights and architecture from a run or checkpoint folder."""
     saved = checkpoint.load(source)
@@ -168,12 +186,13 @@ def _datasets(recipe: TrainRecipe) -> tuple[IndexedNeighbourhoods, IndexedNeighb
     config = SamplerConfig.from_dict(
         {**recipe.model.sampler_section(), "reader": recipe.data.reader}
     )
+    target = None if recipe.data.target is None else Store.open(recipe.data.target)
     seed, per_epoch = recipe.training.seed, recipe.training.samples_per_epoch
-    train = NeighbourhoodSampler(store, config, window=_window(recipe.data.train))
+    train = NeighbourhoodSampler(store, config, _window(recipe.data.train), target)
     data = IndexedNeighbourhoods(train, per_epoch, seed)
     if recipe.data.validation is None:
         return data, None
-    held_back = NeighbourhoodSampler(store, config, window=_window(recipe.data.validation))
+    held_back = NeighbourhoodSampler(store, config, _window(recipe.data.validation), target)
     return data, IndexedNeighbourhoods(held_back, per_epoch, seed + 1)
 
 
@@ -348,6 +367,7 @@ def _data_window(recipe: TrainRecipe) -> dict[str, Any]:
     data = recipe.data
     return {
         "store": str(data.store),
+        "target": None if data.target is None else str(data.target),
         "train": text(data.train),
         "validation": text(data.validation),
     }

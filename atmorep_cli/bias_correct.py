@@ -1,0 +1,77 @@
+"""`atmorep bias-correct INPUT.grib --checkpoint RUN -o OUT.grib2`: correct new model output with a
+model trained against observations (a recipe with `data.target`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from atmorep_cli.console import out
+from atmorep_cli.progress import progress_bar
+from atmorep_cli.runlog import run_log
+from atmorep_core.errors import ConfigError
+
+
+def command(
+    source: Path = typer.Argument(..., help="Model output to correct, GRIB1/GRIB2 (any grid)."),
+    checkpoint: Path | None = typer.Option(
+        None, envvar="ATMOREP_CHECKPOINT", help="Run folder or checkpoint trained with a target."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Corrected GRIB file; default: NAME.bias-corrected.grib2 here."
+    ),
+    fields: str | None = typer.Option(
+        None, help="Fields to write corrected, e.g. t2m; default: all of the checkpoint's."
+    ),
+    obs: Path | None = typer.Option(
+        None, help="Observation store: score raw, model and both baselines against it."
+    ),
+    store: Path | None = typer.Option(
+        None, help="Store with the checkpoint's grid; default: its training store."
+    ),
+    stats_store: Path | None = typer.Option(
+        None, help="Store of local normalisation statistics; default: the training store."
+    ),
+    batch: int = typer.Option(16, help="Tiles per model call."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    force: bool = typer.Option(False, help="Recompute even if the output is up to date."),
+    log: Path | None = typer.Option(None, help="Log file; default: atmorep.log beside the output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON."),
+) -> None:
+    """Bias-correct model output with a model fine-tuned against observations; write the
+    corrected field and its ensemble spread (NAME.spread.grib2) on the input's grid."""
+    from atmorep_core.inference.bias_correct_job import BiasCorrectJob, run_bias_correct_job
+
+    target = output or Path(f"{source.stem}.bias-corrected.grib2")
+    with run_log(log or target.parent / "atmorep.log") as write_log:
+        if checkpoint is None:
+            raise ConfigError("--checkpoint: give a run folder (or set ATMOREP_CHECKPOINT)")
+        job = BiasCorrectJob(
+            checkpoint=checkpoint, out=target.parent, store=store, statistics_store=stats_store,
+            device=device, force=force, source=source, name=target.name, batch_size=batch,
+            fields=tuple(f.strip() for f in (fields or "").split(",") if f.strip()), obs=obs,
+        )  # fmt: skip
+        with progress_bar("bias-correct", quiet=as_json) as progress:
+            manifest = run_bias_correct_job(job, progress)
+        write_log(("up to date " if manifest["skipped"] else "done ") + json.dumps(manifest))
+    _report(manifest, target, as_json)
+
+
+def _report(manifest: dict[str, Any], target: Path, as_json: bool) -> None:
+    from atmorep_core.inference.bias_score import describe
+
+    if as_json:
+        out.print_json(json.dumps(manifest))
+        return
+    if manifest["skipped"]:
+        out.print(f"[green]up to date[/]: {target} holds this correction (--force redoes it)")
+    else:
+        out.print(
+            f"[green]bias-corrected[/] {manifest['corrected_messages']} of {manifest['messages']} "
+            f"messages in {manifest['seconds']} s: {target} (spread beside it)"
+        )
+    for line in describe(manifest.get("score", {})):
+        out.print(line)
