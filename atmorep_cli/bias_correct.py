@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from atmorep_cli.console import out
+from atmorep_cli.products import AS_JSON, BATCH, DEVICE, STATS_STORE
 from atmorep_cli.progress import progress_bar
 from atmorep_cli.runlog import run_log
 from atmorep_core.errors import ConfigError
@@ -32,14 +33,12 @@ def command(
     store: Path | None = typer.Option(
         None, help="Store with the checkpoint's grid; default: its training store."
     ),
-    stats_store: Path | None = typer.Option(
-        None, help="Store of local normalisation statistics; default: the training store."
-    ),
-    batch: int = typer.Option(16, help="Tiles per model call."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    stats_store: Path | None = STATS_STORE,
+    batch: int = BATCH,
+    device: str = DEVICE,
     force: bool = typer.Option(False, help="Recompute even if the output is up to date."),
     log: Path | None = typer.Option(None, help="Log file; default: atmorep.log beside the output."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Bias-correct model output with a model fine-tuned against observations; write the
     corrected field and its ensemble spread (NAME.spread.grib2) on the input's grid."""

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from atmorep_cli.console import out
+from atmorep_cli.products import AS_JSON, BATCH, DEVICE, STATS_STORE
 from atmorep_cli.progress import progress_bar
 from atmorep_cli.runlog import run_log
 from atmorep_core.errors import ConfigError
@@ -32,17 +33,15 @@ def command(
     store: Path | None = typer.Option(
         None, help="Store with the checkpoint's grid; default: its training store."
     ),
-    stats_store: Path | None = typer.Option(
-        None, help="Store of local normalisation statistics; default: the training store."
-    ),
+    stats_store: Path | None = STATS_STORE,
     truth: Path | None = typer.Option(
         None, help="Reference store: score the input and the correction against it."
     ),
-    batch: int = typer.Option(16, help="Tiles per model call."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    batch: int = BATCH,
+    device: str = DEVICE,
     force: bool = typer.Option(False, help="Recompute even if the output is up to date."),
     log: Path | None = typer.Option(None, help="Log file; default: atmorep.log beside the output."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Correct an IFS forecast with a model trained on reanalysis; write it on the input's grid."""
     from atmorep_core.inference.correct import CorrectRequest

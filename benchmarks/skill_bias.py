@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from cli_runs import atmorep
 from skill_t2m import REAL_SAMPLE, ensure_store
 
 from atmorep_core.data.changed_copy import write_changed_copy
@@ -64,15 +62,6 @@ def biased_files(means: np.ndarray) -> tuple[Path, Path]:
     return whole, scored
 
 
-def atmorep(*args: str) -> tuple[dict[str, object], float]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "atmorep_cli", *args, "--json"],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"atmorep {args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(done.stdout), time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
@@ -91,7 +80,7 @@ def main() -> None:
     manifest, seconds = atmorep("bias-correct", str(scored), "--checkpoint", str(run),
                                 "-o", str(WORK / "out" / "t2m.grib2"), "--obs", str(TRUTH),
                                 "--force")  # fmt: skip
-    score = manifest["score"]["t2m"]  # type: ignore[index]
+    score = manifest["score"]["t2m"]
     result = {
         "recipe": str(RECIPE), "steps": args.steps, "overrides": args.overrides,
         "train_seconds": round(train_seconds, 1), "bias_correct_seconds": round(seconds, 1),

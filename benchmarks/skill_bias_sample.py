@@ -17,27 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
+
+from cli_runs import atmorep
 
 WORK = Path("skill-bias-sample")
 RECIPE = Path("recipes/sample-bias.yaml")
 RESULTS = Path("benchmarks/results/skill_bias_sample.json")
 SCORED = "ifs_fc_20200201T00.grib2"
-
-
-def atmorep(*args: str) -> tuple[dict[str, Any], float]:
-    print("$ atmorep " + " ".join(args), file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "atmorep_cli", *args, "--json"],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"atmorep {args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    found = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
-    return found, time.perf_counter() - started
 
 
 def ensure_stores() -> tuple[Path, Path]:

@@ -2,7 +2,8 @@
 `atmorep downscale`, scored by `atmorep evaluate` beside bilinear interpolation and a
 per-gridpoint regression on it.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/skill_downscale.py [--skip-train]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/skill_downscale.py [--skip-train] [--set k=v]
+        [--run skill-downscale/run] [--out benchmarks/results/skill_downscale.json]
 
 (a) cuts 1-19 March out of the real sample (eccodes, message by message) and prepares it as the
 training store `skill-downscale/train.zarr`, so that neither the model nor its local
@@ -19,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import eccodes
 import numpy as np
+from cli_runs import atmorep
 from skill_t2m import REAL_SAMPLE, ensure_store
 
 from atmorep_core.data.block_means import write_block_means
@@ -57,16 +56,6 @@ def training_store() -> Path:
     return store
 
 
-def atmorep(*args: str) -> tuple[dict[str, Any], float]:
-    """Run one command as a user would: its --json output and wall seconds."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "atmorep_cli", *args, "--json"],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"atmorep {args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(done.stdout), time.perf_counter() - started
-
-
 def summary(scores: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per source over all hours: RMSE (root of the mean MSE), mean CRPS, mean spread/skill."""
     out = {}
@@ -84,20 +73,25 @@ def summary(scores: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-train", action="store_true", help="score the existing run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value")
+    parser.add_argument("--run", type=Path, default=WORK / "run", help="run folder")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
     ensure_store(REAL_SAMPLE, TRUTH)
-    store, run = training_store(), WORK / "run"
+    store, run = training_store(), args.run
     record: dict[str, Any] = {"command": "OMP_NUM_THREADS=1 .venv/bin/python "
                               "benchmarks/skill_downscale.py"}  # fmt: skip
     if not args.skip_train:
         train = ["train", str(RECIPE), "--run-dir", str(run), f"--set=data.store={store}",
-                 "--set=data.validation=null", "--device", "cpu"]  # fmt: skip
+                 "--set=data.validation=null", "--device", "cpu",
+                 *(f"--set={item}" for item in args.overrides)]  # fmt: skip
         record["train_command"] = "atmorep " + " ".join(train)
         record["train_wall_s"] = round(atmorep(*train)[1], 1)
     coarse = WORK / "t2m-1deg.grib"
     if not coarse.exists():
         write_block_means(REAL_SAMPLE, coarse, 4)
-    products, scores = WORK / "products", WORK / "scores"
+    prefix = "" if run == WORK / "run" else f"{run.name}-"  # the default run: as documented
+    products, scores = run.with_name(f"{prefix}products"), run.with_name(f"{prefix}scores")
     downscale = ["downscale", "--checkpoint", str(run), "--input", str(coarse), "--start", START,
                  "--end", END, "--members", str(MEMBERS), "--format", "netcdf", "--plot", "t2m",
                  "--out", str(products), "--force"]  # fmt: skip
@@ -117,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "model_over_regression": table["model"]["rmse"] / table["regression_on_bilinear"]["rmse"],
         "notes": evaluation["notes"],
     }
-    RESULTS.write_text(json.dumps(record, indent=1) + "\n")
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
 
 

@@ -13,28 +13,16 @@ from pathlib import Path
 import eccodes
 
 from atmorep_core.errors import InputDataError
-from atmorep_core.io.product import atomic_output
+from atmorep_core.io.grib_messages import transform
 
 
 def write_block_means(source: Path, target: Path, factor: int) -> int:
     """Write the block means of every message of `source` to `target`; the message count."""
     if factor < 1:
         raise InputDataError(f"block size {factor}: must be at least 1")
-    count = 0
-    with (
-        open(source, "rb") as stream,
-        atomic_output(target) as temporary,
-        open(temporary, "wb") as out,
-    ):
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            try:
-                out.write(_coarse_message(handle, factor, f"{source.name} #{count + 1}"))
-            finally:
-                eccodes.codes_release(handle)
-            count += 1
-    if count == 0:
-        raise InputDataError(f"{source}: no GRIB message in the file")
-    return count
+    return transform(
+        source, target, lambda handle, i: _coarse_message(handle, factor, f"{source.name} #{i + 1}")
+    )
 
 
 def _coarse_message(handle: int, factor: int, where: str) -> bytes:

@@ -14,8 +14,7 @@ from pathlib import Path
 import eccodes
 import numpy as np
 
-from atmorep_core.errors import InputDataError
-from atmorep_core.io.product import atomic_output
+from atmorep_core.io.grib_messages import transform
 
 Change = Callable[[datetime, np.ndarray], np.ndarray]
 """(valid time, values (Nj, Ni) with NaN where missing) -> the new values, same shape."""
@@ -27,23 +26,14 @@ def write_changed_copy(
     """Write `source` to `target` with each message's values passed through `change`, keeping
     only valid times `between` (inclusive) when given; the message count. Regular grids only
     (the values are handed over as rows and columns)."""
-    count = 0
-    with (
-        open(source, "rb") as stream,
-        atomic_output(target) as temporary,
-        open(temporary, "wb") as out,
-    ):
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            try:
-                valid = _valid_time(handle)
-                if between is None or between[0] <= valid <= between[1]:
-                    out.write(_changed(handle, valid, change))
-                    count += 1
-            finally:
-                eccodes.codes_release(handle)
-    if count == 0:
-        raise InputDataError(f"{source}: no GRIB message in the file or between {between}")
-    return count
+
+    def changed(handle: int, _: int) -> bytes | None:
+        valid = _valid_time(handle)
+        if between is not None and not between[0] <= valid <= between[1]:
+            return None
+        return _changed(handle, valid, change)
+
+    return transform(source, target, changed)
 
 
 def _changed(handle: int, valid: datetime, change: Change) -> bytes:

@@ -15,7 +15,7 @@ messages stay GRIB1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -148,6 +148,24 @@ def rewrite(source: Path, target: Path, values: Mapping[int, np.ndarray]) -> int
             finally:
                 eccodes.codes_release(handle)
             count += 1
+    return count
+
+
+def transform(source: Path, target: Path, change: Callable[[int, int], bytes | None]) -> int:
+    """Write `target` (atomically) from `change(handle, index)` of every message of `source`
+    (None: leave the message out); the number of messages written. InputDataError if none."""
+    count = 0
+    with atomic_output(target) as temporary, open(temporary, "wb") as out:
+        for index, handle in enumerate(_handles(source)):
+            try:
+                written = change(handle, index)
+            finally:
+                eccodes.codes_release(handle)
+            if written is not None:
+                out.write(written)
+                count += 1
+    if count == 0:
+        raise InputDataError(f"{source}: no GRIB message written from the file")
     return count
 
 
