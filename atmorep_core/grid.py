@@ -92,6 +92,15 @@ class LatLonGrid:
             (grid.south_pole_lat, grid.south_pole_lon),
         )  # fmt: skip
 
+    def window_axes(
+        self, row: int, column: int, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column coordinates of a (rows, columns) window from (row, column), as alpha
+        takes them: longitudes go on past 360 across the date line; rotated ones on a rotated
+        grid (which never wraps)."""
+        lats = self.lat_axis[row : row + shape[0]]
+        return lats, self.lon_first + self.lon_step * (column + np.arange(shape[1]))
+
     def geographic(self) -> tuple[np.ndarray, np.ndarray]:
         """Geographic latitudes and longitudes of every point, (nlat, nlon) each."""
         if self.south_pole is None:

@@ -362,11 +362,12 @@ class NeighbourhoodSampler:
     def _alpha(
         self, source: _FieldSource, times: np.ndarray, lat: slice, lons: list[slice]
     ) -> torch.Tensor:
+        lats, window_lons = self.grid.window_axes(lat.start, lons[0].start, self.extent[1:])
         return token_alpha(
             times,
             source.levels,
-            self.grid.lat_axis[lat],
-            self._window_lons(lons),
+            lats,
+            window_lons,
             source.config.token_size,
             self.grid.resolution_deg,
             self.space.wraps,
@@ -404,9 +405,3 @@ class NeighbourhoodSampler:
             )
         lat = slice(lat_start, lat_start + self.extent[1])
         return lat, lon_pieces(lon_start, self.extent[2], nlon)
-
-    def _window_lons(self, lons: list[slice]) -> np.ndarray:
-        """Longitudes of the window's columns, increasing across the date line (may pass 360);
-        rotated longitudes on a rotated grid (they never wrap)."""
-        start = lons[0].start
-        return self.grid.lon_first + self.grid.lon_step * (start + np.arange(self.extent[2]))

@@ -63,7 +63,7 @@ def score_bias(
         values = {
             "raw": raw,
             "model": np.stack([correction.values[m.index] for m in messages]),
-            **{method: fits.corrected(method, name, level, raw) for method in BIAS_METHODS},
+            **fits.baselines(name, level, raw),
         }
         members = np.stack([correction.members[m.index] for m in messages], axis=1)  # (E, k, P)
         for column, found in values.items():
@@ -76,7 +76,8 @@ def score_bias(
 
 
 class _TrainingPairs:
-    """The checkpoint's training pairs on the input's points, read once per field and level."""
+    """The checkpoint's training pairs on the input's points (each field and level read once,
+    when its baselines are fitted)."""
 
     def __init__(self, trained: TrainedModel, points: Points) -> None:
         store, target = paired_stores(trained)
@@ -84,10 +85,11 @@ class _TrainingPairs:
         self.window = ((trained.recipe.get("data") or {}).get("train")) or None
         self.to_points = Regridder(grid_points(self.input.grid), points)
 
-    def corrected(self, method: str, name: str, level: int, new: np.ndarray) -> np.ndarray:
+    def baselines(self, name: str, level: int, new: np.ndarray) -> dict[str, np.ndarray]:
+        """`new` (k, points) corrected by every baseline, all fitted on one read of the pairs."""
         biased, truth = self._pairs(name, level)
         period = self.input.field(name).meta.accumulation_s
-        return correct_bias(method, truth, biased, new, name, period)
+        return {m: correct_bias(m, truth, biased, new, name, period) for m in BIAS_METHODS}
 
     def _pairs(self, name: str, level: int) -> tuple[np.ndarray, np.ndarray]:
         times = np.intersect1d(self.input.field(name).times, self.target.field(name).times)

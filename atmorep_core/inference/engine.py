@@ -20,7 +20,6 @@ import torch
 
 from atmorep_core.data.neighbourhood import token_alpha
 from atmorep_core.errors import ConfigError
-from atmorep_core.grid import LatLonGrid
 from atmorep_core.inference.alpha import AlphaChange
 from atmorep_core.inference.tiling import Stitcher, Tiling
 from atmorep_core.model.config import FieldModelConfig
@@ -107,7 +106,7 @@ def _field_input(
     for lat, lon in positions:
         rows, columns = tiling.tile_rows(lat), tiling.tile_columns(lon)
         points.append(field.values[:, :, rows][..., columns])  # (L, T, h, w)
-        lats, lons = tile_axes(grid, lat, lon, tiling.tile)
+        lats, lons = grid.window_axes(lat, lon, tiling.tile)
         alphas.append(
             token_alpha(
                 times, config.levels, lats, lons, config.token_size, grid.resolution_deg,
@@ -121,15 +120,6 @@ def _field_input(
     plan = _plan(strategy, config, len(positions))
     question, _ = apply_plan(tokens, conditioning, plan, _generator(device))
     return question
-
-
-def tile_axes(
-    grid: LatLonGrid, lat: int, lon: int, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column coordinates of a tile, as the sampler gives them to `token_alpha`:
-    rotated ones on a rotated grid; longitudes go on past 360 across the date line."""
-    lats = grid.lat_axis[lat : lat + shape[0]]
-    return lats, grid.lon_first + grid.lon_step * (lon + np.arange(shape[1]))
 
 
 def _answers(
