@@ -35,3 +35,13 @@ class ConfigError(AtmorepError):
     """A recipe or option is invalid; the message names the key."""
 
     exit_code = 2
+
+
+class StoreUpdatingError(MissingInputError):
+    """A reader found an ingest in progress (its undo journal): retry once it has committed."""
+
+
+class FileSystemError(AtmorepError):
+    """Cannot read or write a path: disk full, read-only file system, permission, wrong type."""
+
+    exit_code = 7
