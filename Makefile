@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/atmorep prepare "$(DEMO)/grib/*.grib" --store $(DEMO)/sample.zarr
 	$(BIN)/atmorep info $(DEMO)/sample.zarr
 	$(BIN)/atmorep model recipes/demo.yaml
-	$(BIN)/atmorep train recipes/demo.yaml --run-dir $(DEMO)/run
+	$(BIN)/atmorep train recipes/demo.yaml --run-dir $(DEMO)/run --restart
 	$(BIN)/atmorep forecast --checkpoint $(DEMO)/run --init 2020-02-01T12 --lead 12h --members 4 \
 	  --out $(DEMO)/forecast --plot temperature --plot velocity_u
 	$(BIN)/atmorep correct --ifs $(DEMO)/grib/ifs_fc_20200201T00.grib2 --checkpoint $(DEMO)/run \

@@ -10,51 +10,80 @@ from typing import Any
 import typer
 
 from atmorep_cli.console import out
-from atmorep_cli.products import AS_JSON, BATCH, DEVICE, STATS_STORE
+from atmorep_cli.products import (
+    ALLOW_IMPLAUSIBLE,
+    ALLOW_UNFAMILIAR,
+    AS_JSON,
+    BATCH,
+    DEVICE,
+    STATS_STORE,
+    warn_unfamiliar,
+)
 from atmorep_cli.progress import progress_bar
 from atmorep_cli.runlog import run_log
 from atmorep_core.errors import ConfigError
 
 
 def command(
-    source: Path = typer.Argument(..., help="Model output to correct, GRIB1/GRIB2 (any grid)."),
+    source: Path = typer.Argument(
+        ..., help="Model output to correct, GRIB1/GRIB2 (any grid).", resolve_path=True
+    ),
     checkpoint: Path | None = typer.Option(
-        None, envvar="ATMOREP_CHECKPOINT", help="Run folder or checkpoint trained with a target."
+        None,
+        envvar="ATMOREP_CHECKPOINT",
+        help="Run folder or checkpoint trained with a target.",
+        resolve_path=True,
     ),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Corrected GRIB file; default: NAME.bias-corrected.grib2 here."
+        None,
+        "-o",
+        "--output",
+        help="Corrected GRIB file; default: NAME.bias-corrected.grib2 here.",
+        resolve_path=True,
     ),
     fields: str | None = typer.Option(
         None, help="Fields to write corrected, e.g. t2m; default: all of the checkpoint's."
     ),
     obs: Path | None = typer.Option(
-        None, help="Observation store: score raw, model and both baselines against it."
+        None,
+        help="Observation store: score raw, model and both baselines against it.",
+        resolve_path=True,
     ),
     store: Path | None = typer.Option(
-        None, help="Store with the checkpoint's grid; default: its training store."
+        None,
+        help="Store with the checkpoint's grid; default: its training store.",
+        resolve_path=True,
     ),
     stats_store: Path | None = STATS_STORE,
     batch: int = BATCH,
     device: str = DEVICE,
     force: bool = typer.Option(False, help="Recompute even if the output is up to date."),
-    log: Path | None = typer.Option(None, help="Log file; default: atmorep.log beside the output."),
+    allow_unfamiliar: bool = ALLOW_UNFAMILIAR,
+    allow_implausible: bool = ALLOW_IMPLAUSIBLE,
+    log: Path | None = typer.Option(
+        None, help="Log file; default: atmorep.log beside the output.", resolve_path=True
+    ),
     as_json: bool = AS_JSON,
 ) -> None:
     """Bias-correct model output with a model fine-tuned against observations; write the
     corrected field and its ensemble spread (NAME.spread.grib2) on the input's grid."""
     from atmorep_core.inference.bias_correct_job import BiasCorrectJob, run_bias_correct_job
+    from atmorep_core.inference.request_checks import check_fields
 
     target = output or Path(f"{source.stem}.bias-corrected.grib2")
+    if checkpoint is None:
+        raise ConfigError("--checkpoint: give a run folder (or set ATMOREP_CHECKPOINT)")
+    check_fields(checkpoint, [f.strip() for f in (fields or "").split(",") if f.strip()])
     with run_log(log or target.parent / "atmorep.log") as write_log:
-        if checkpoint is None:
-            raise ConfigError("--checkpoint: give a run folder (or set ATMOREP_CHECKPOINT)")
         job = BiasCorrectJob(
             checkpoint=checkpoint, out=target.parent, store=store, statistics_store=stats_store,
-            device=device, force=force, source=source, name=target.name, batch_size=batch,
+            device=device, force=force, allow_unfamiliar=allow_unfamiliar, source=source,
+            name=target.name, batch_size=batch, allow_implausible=allow_implausible,
             fields=tuple(f.strip() for f in (fields or "").split(",") if f.strip()), obs=obs,
         )  # fmt: skip
         with progress_bar("bias-correct", quiet=as_json) as progress:
             manifest = run_bias_correct_job(job, progress)
+        warn_unfamiliar(manifest, write_log)
         write_log(("up to date " if manifest["skipped"] else "done ") + json.dumps(manifest))
     _report(manifest, target, as_json)
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from atmorep_cli import products as option
-from atmorep_cli.options import parse_area, parse_assignments, parse_hours, parse_time
+from atmorep_cli.options import (
+    TIME_FORMS,
+    parse_area,
+    parse_assignments,
+    parse_hours,
+    parse_time,
+)
 from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
 
 if TYPE_CHECKING:
@@ -20,7 +26,7 @@ if TYPE_CHECKING:
 
 def command(
     init: str = typer.Option(
-        ..., help="Forecast: the last input time (UTC); --reconstruct: the first time."
+        ..., help=f"Forecast: the last input time (UTC); --reconstruct: the first; {TIME_FORMS}."
     ),
     checkpoint: Path = option.CHECKPOINT,
     lead: str = typer.Option("24h", help="Forecast length, or the hours reconstructed after INIT."),
@@ -32,7 +38,9 @@ def command(
         [], "--shift", help="Move an alpha entry, e.g. hour=6 (repeatable)."
     ),
     shift_year: float | None = typer.Option(None, help="Move the year, e.g. 35."),
-    out_dir: Path = typer.Option(Path("counterfactuals"), "--out", help="Output folder."),
+    out_dir: Path = typer.Option(
+        Path("counterfactuals"), "--out", help="Output folder.", resolve_path=True
+    ),
     store: Path | None = option.STORE,
     inputs: list[Path] = option.INPUTS,
     stats_store: Path | None = option.STATS_STORE,
@@ -45,29 +53,35 @@ def command(
     batch: int = option.BATCH,
     device: str = option.DEVICE,
     force: bool = option.FORCE,
+    allow_unfamiliar: bool = option.ALLOW_UNFAMILIAR,
     log: Path | None = option.LOG,
     as_json: bool = option.AS_JSON,
 ) -> None:
     """Rerun a forecast or reconstruction with alpha changed (same seed, same members); write
     the counterfactual, the factual run and their difference, safely for cron.
 
-    Exit codes: 2 bad option or alpha key, 3 bad GRIB, 4 no store, 5 folder locked, 6 no input.
+    Options are checked before any work; a lead or ensemble too large for this
+    machine's memory (both runs and their difference) is refused with the estimate.
     """
     from atmorep_core.inference.counterfactual_job import CounterfactualJob, run_counterfactual_job
+    from atmorep_core.inference.request_checks import check_product
 
-    def job(progress: Progress) -> Manifest:
-        question = _question(
-            parse_time(init, "--init"), parse_hours(lead, "--lead"), reconstruct, members, seed,
-            None if area is None else parse_area(area), batch,
-        )  # fmt: skip
-        change = _change(set_alpha, shift_alpha, shift_year)
-        outputs = output_options(formats, plot, [parse_hours(p, "--plot-lead") for p in plot_lead])
-        settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
-        return run_counterfactual_job(
-            CounterfactualJob(*settings, question=question, change=change), progress
-        )
+    question = _question(
+        parse_time(init, "--init"), parse_hours(lead, "--lead"), reconstruct, members, seed,
+        None if area is None else parse_area(area), batch,
+    )  # fmt: skip
+    change = _change(set_alpha, shift_alpha, shift_year)
+    outputs = output_options(formats, plot, [parse_hours(p, "--plot-lead") for p in plot_lead])
+    settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
+    job = CounterfactualJob(
+        *settings, allow_unfamiliar=allow_unfamiliar, question=question, change=change
+    )
+    check_product(job, question, runs=3)  # the factual and changed runs and their difference
 
-    run_product_command("counterfactual", out_dir, log, as_json, job)
+    def run(progress: Progress) -> Manifest:
+        return run_counterfactual_job(job, progress)
+
+    run_product_command("counterfactual", out_dir, log, as_json, run)
 
 
 def _question(

@@ -7,15 +7,17 @@ from pathlib import Path
 import typer
 
 from atmorep_cli import products as option
-from atmorep_cli.options import hours_after, parse_time
+from atmorep_cli.options import TIME_FORMS, hours_after, parse_time
 from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
 
 
 def command(
-    start: str = typer.Option(..., help="First output time (UTC), e.g. 2019-03-20T00."),
-    end: str = typer.Option(..., help="Last output time (UTC), e.g. 2019-03-24T23."),
+    start: str = typer.Option(..., help=f"First output time (UTC), {TIME_FORMS}."),
+    end: str = typer.Option(..., help="Last output time (UTC), as --start."),
     checkpoint: Path = option.CHECKPOINT,
-    out_dir: Path = typer.Option(Path("downscaled"), "--out", help="Output folder."),
+    out_dir: Path = typer.Option(
+        Path("downscaled"), "--out", help="Output folder.", resolve_path=True
+    ),
     store: Path | None = option.STORE,
     inputs: list[Path] = option.INPUTS,
     stats_store: Path | None = option.STATS_STORE,
@@ -29,10 +31,11 @@ def command(
     seed: int = option.SEED,
     formats: str = option.FORMATS,
     plot: list[str] = option.PLOT,
-    plot_time: list[str] = typer.Option([], help="Times to map (UTC); default: the last."),
+    plot_time: list[str] = typer.Option([], help="Times to map (UTC, as --start); default: last."),
     batch: int = option.BATCH,
     device: str = option.DEVICE,
     force: bool = option.FORCE,
+    allow_unfamiliar: bool = option.ALLOW_UNFAMILIAR,
     log: Path | None = option.LOG,
     as_json: bool = option.AS_JSON,
 ) -> None:
@@ -40,20 +43,32 @@ def command(
     with the downscaling strategy; on its grid or regridded onto --to. GRIB2, NetCDF and maps,
     safely for cron.
 
-    Exit codes: 2 bad option, 3 bad GRIB or grid, 4 no store, 5 folder locked, 6 input missing.
+    Options are checked before any work; a span or ensemble too large for this
+    machine's memory is refused with the estimate.
     """
     from atmorep_core.inference.downscale import DownscaleRequest
     from atmorep_core.inference.downscale_job import DownscaleJob, run_downscale_job
+    from atmorep_core.inference.request_checks import check_product
 
-    def job(progress: Progress) -> Manifest:
-        first = parse_time(start, "--start")
-        request = DownscaleRequest(
-            start=first, end=parse_time(end, "--end"), members=members, seed=seed, target=to,
-            batch_size=batch,
-        )  # fmt: skip
-        leads = [hours_after(first, t, "--plot-time") for t in plot_time]
-        outputs = output_options(formats, plot, leads)
-        settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
-        return run_downscale_job(DownscaleJob(*settings, request=request), progress)
+    first = parse_time(start, "--start")
+    request = DownscaleRequest(
+        start=first, end=parse_time(end, "--end"), members=members, seed=seed,
+        target=_target(to), batch_size=batch,
+    )  # fmt: skip
+    leads = [hours_after(first, t, "--plot-time") for t in plot_time]
+    outputs = output_options(formats, plot, leads)
+    settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
+    job = DownscaleJob(*settings, allow_unfamiliar=allow_unfamiliar, request=request)
+    check_product(job, request)
 
-    run_product_command("downscaling", out_dir, log, as_json, job)
+    def run(progress: Progress) -> Manifest:
+        return run_downscale_job(job, progress)
+
+    run_product_command("downscaling", out_dir, log, as_json, run)
+
+
+def _target(to: str | None) -> str | None:
+    """--to: a grid name as it is, a GRIB file resolved (names have no suffix, as in
+    `rotated_grid.target_grid`)."""
+    path = None if to is None else Path(to).expanduser()
+    return str(path.resolve()) if path and (path.suffix or path.exists()) else to

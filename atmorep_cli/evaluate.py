@@ -12,19 +12,28 @@ import typer
 from rich.table import Table
 
 from atmorep_cli.console import err, out
-from atmorep_cli.options import parse_hours, parse_time
+from atmorep_cli.options import TIME_FORMS, parse_hours, parse_time, resolve_patterns
 from atmorep_cli.runlog import run_log
 from atmorep_core.errors import ConfigError
 
 
 def command(
-    products: list[str] = typer.Argument(..., help="Product files (NetCDF or GRIB2) or globs."),
-    truth: list[Path] = typer.Option(..., help="A store, or GRIB files (repeatable)."),
+    products: list[str] = typer.Argument(
+        ..., help="Product files (NetCDF or GRIB2) or globs.", callback=resolve_patterns
+    ),
+    truth: list[Path] = typer.Option(
+        ..., help="A store, or GRIB files (repeatable).", resolve_path=True
+    ),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Write scores.json, scores.csv and plots/ into this folder."
+        None,
+        "--out",
+        help="Write scores.json, scores.csv and plots/ into this folder.",
+        resolve_path=True,
     ),
     climatology: str | None = typer.Option(
-        None, help="Window FIRST/LAST (UTC); default: the training window, else before the inits."
+        None,
+        help=f"Window FIRST/LAST (UTC), each {TIME_FORMS}; default: the training window, else "
+        "before the inits.",
     ),
     map_lead: list[str] = typer.Option([], help="Leads of the error maps, e.g. 6h; default: last."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),

@@ -15,10 +15,12 @@ from atmorep_core.io.store_summary import StoreSummary, summarize
 
 
 def command(
-    store: Path = typer.Argument(..., help="A store made by 'atmorep prepare'."),
+    store: Path = typer.Argument(..., help="A store made by 'atmorep prepare'.", resolve_path=True),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Fields, levels, time range, grid, statistics and size of a store."""
+    """Fields, levels, time range, grid, statistics and size of a store: what is committed, also
+    while another run ingests into it ("updating" in the JSON). Exit 4 if it is no store or its
+    metadata is missing or corrupt."""
     opened = Store.open(store)
     summary = summarize(opened)
     extent = _geographic_extent(opened.grid)
@@ -45,6 +47,11 @@ def _render(summary: StoreSummary, extent: dict[str, float] | None) -> None:
     out.print(f"[bold]{summary.path}[/]  format {summary.format_version}, {size_mb:.1f} MiB, "
               f"{summary.sources} source file(s)")  # fmt: skip
     out.print(f"grid: {summary.grid_description}")
+    if summary.updating:
+        out.print(
+            "[yellow]update in progress:[/] another run is ingesting into this store "
+            "(or was killed and awaits the next prepare); shown is what is committed"
+        )
     if extent is not None:
         out.print(
             f"geographic extent: lat {extent['south']:.3f}..{extent['north']:.3f}, "

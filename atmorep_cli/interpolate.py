@@ -7,15 +7,17 @@ from pathlib import Path
 import typer
 
 from atmorep_cli import products as option
-from atmorep_cli.options import hours_after, parse_area, parse_hours, parse_time
+from atmorep_cli.options import TIME_FORMS, hours_after, parse_area, parse_hours, parse_time
 from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
 
 
 def command(
-    start: str = typer.Option(..., help="First output time (UTC), e.g. 2019-03-20T00."),
-    end: str = typer.Option(..., help="Last output time (UTC), e.g. 2019-03-24T21."),
+    start: str = typer.Option(..., help=f"First output time (UTC), {TIME_FORMS}."),
+    end: str = typer.Option(..., help="Last output time (UTC), as --start."),
     checkpoint: Path = option.CHECKPOINT,
-    out_dir: Path = typer.Option(Path("interpolations"), "--out", help="Output folder."),
+    out_dir: Path = typer.Option(
+        Path("interpolations"), "--out", help="Output folder.", resolve_path=True
+    ),
     store: Path | None = option.STORE,
     inputs: list[Path] = option.INPUTS,
     stats_store: Path | None = option.STATS_STORE,
@@ -27,37 +29,43 @@ def command(
     area: str | None = option.AREA,
     formats: str = option.FORMATS,
     plot: list[str] = option.PLOT,
-    plot_time: list[str] = typer.Option([], help="Times to map (UTC); default: the last."),
+    plot_time: list[str] = typer.Option([], help="Times to map (UTC, as --start); default: last."),
     batch: int = option.BATCH,
     device: str = option.DEVICE,
     force: bool = option.FORCE,
+    allow_unfamiliar: bool = option.ALLOW_UNFAMILIAR,
     log: Path | None = option.LOG,
     as_json: bool = option.AS_JSON,
 ) -> None:
     """Fill missing hours or days, or upsample 3- or 6-hourly input to the model's step;
     given steps are kept as they are. GRIB2, NetCDF and maps, safely for cron.
 
-    Exit codes: 2 bad option, 3 bad GRIB, 4 no store, 5 folder locked, 6 input or gap too wide.
+    Options are checked before any work; a span or ensemble too large for this
+    machine's memory is refused with the estimate.
     """
     from atmorep_core.inference.interpolate import InterpolationRequest
     from atmorep_core.inference.interpolate_job import InterpolationJob, run_interpolation_job
+    from atmorep_core.inference.request_checks import check_product
 
-    def job(progress: Progress) -> Manifest:
-        first = parse_time(start, "--start")
-        request = InterpolationRequest(
-            start=first,
-            end=parse_time(end, "--end"),
-            input_every_hours=None
-            if input_every is None
-            else parse_hours(input_every, "--input-every"),
-            members=members,
-            seed=seed,
-            area=None if area is None else parse_area(area),
-            batch_size=batch,
-        )
-        leads = [hours_after(first, t, "--plot-time") for t in plot_time]
-        outputs = output_options(formats, plot, leads)
-        settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
-        return run_interpolation_job(InterpolationJob(*settings, request=request), progress)
+    first = parse_time(start, "--start")
+    request = InterpolationRequest(
+        start=first,
+        end=parse_time(end, "--end"),
+        input_every_hours=None
+        if input_every is None
+        else parse_hours(input_every, "--input-every"),
+        members=members,
+        seed=seed,
+        area=None if area is None else parse_area(area),
+        batch_size=batch,
+    )
+    leads = [hours_after(first, t, "--plot-time") for t in plot_time]
+    outputs = output_options(formats, plot, leads)
+    settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
+    job = InterpolationJob(*settings, allow_unfamiliar=allow_unfamiliar, request=request)
+    check_product(job, request)
 
-    run_product_command("interpolation", out_dir, log, as_json, job)
+    def run(progress: Progress) -> Manifest:
+        return run_interpolation_job(job, progress)
+
+    run_product_command("interpolation", out_dir, log, as_json, run)

@@ -21,7 +21,9 @@ _COLUMNS = ("field", "L", "tokens", "size", "D", "heads", "layers", "E", "param"
 
 
 def command(
-    recipe: Path = typer.Argument(..., help="A recipe YAML with a 'model:' section."),
+    recipe: Path = typer.Argument(
+        ..., help="A recipe YAML with a 'model:' section.", resolve_path=True
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Resolved architecture and parameter counts of a recipe's model (no weights allocated)."""

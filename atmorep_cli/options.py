@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 from atmorep_core.errors import ConfigError
 
-_INIT_FORMATS = ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H", "%Y-%m-%d")
+# MARS and ai-models write dates as YYYYMMDD and YYYYMMDDHH; fromisoformat refuses the second
+# and, before Python 3.11, the first. Read both explicitly, whatever the Python.
+_COMPACT = {8: "%Y%m%d", 10: "%Y%m%d%H"}
 _DURATION = re.compile(r"^\s*(\d+)\s*([hd]?)\s*$")
+# The help of every time option: what `parse_time` reads.
+TIME_FORMS = (
+    "on the hour: ISO 8601 such as 2019-03-22T12, '2019-03-22 12:00' or 20190322T1200 (Z or an "
+    "offset such as +02:00 converted to UTC), or YYYYMMDD and YYYYMMDDHH"
+)
 
 
 def parse_time(text: str, option: str) -> datetime:
-    """A UTC time as 2020-01-10T12, 2020-01-10T12:00, 2020011012 or 2020-01-10."""
-    for layout in _INIT_FORMATS:
-        try:
-            return datetime.strptime(text.strip().removesuffix("Z"), layout)
-        except ValueError:
-            continue
-    raise ConfigError(f"{option} {text!r}: expected a UTC time such as 2020-01-10T12")
+    """A time on the hour as naive UTC, from ISO 8601 as `datetime.fromisoformat` reads it
+    (2019-03-22, 2019-03-22T12, 2019-03-22 12:00, 20190322T1200, ...Z, an offset such as +02:00,
+    converted to UTC) or YYYYMMDD and YYYYMMDDHH; ConfigError naming the option otherwise."""
+    stripped = text.strip()
+    try:
+        if stripped.isdigit() and len(stripped) in _COMPACT:
+            time = datetime.strptime(stripped, _COMPACT[len(stripped)])
+        else:
+            time = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r}: expected a UTC time such as 2019-03-22T12, 2019-03-22 12:00, "
+            "2019032212 or 20190322"
+        ) from None
+    if time.tzinfo is not None:
+        time = time.astimezone(UTC).replace(tzinfo=None)
+    if time.minute or time.second or time.microsecond:
+        raise ConfigError(
+            f"{option} {text!r}: the model steps in whole hours; give a time on the hour, "
+            f"e.g. {time:%Y-%m-%dT%H}"
+        )
+    return time
+
+
+def resolve_patterns(patterns: list[str]) -> list[str]:
+    """File names or glob patterns made absolute (`..`, `~` and symlinks resolved); a pattern's
+    wildcards are kept for the glob."""
+    return [str(Path(pattern).expanduser().resolve()) for pattern in patterns]
 
 
 def parse_hours(text: str, option: str) -> int:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from atmorep_cli.console import out
 from atmorep_cli.progress import progress_bar
+from atmorep_core import fields as catalogue
 from atmorep_core.data.ingest_plan import MEMBER_MEAN, IngestOptions
 from atmorep_core.data.prepare import prepare
 from atmorep_core.errors import ConfigError, InputDataError
@@ -21,7 +22,9 @@ def command(
     inputs: list[str] = typer.Argument(
         ..., help="GRIB files, plain or .bz2 (DWD's open data), or quoted glob patterns."
     ),
-    store: Path = typer.Option(..., "--store", "-s", help="The zarr store to create or extend."),
+    store: Path = typer.Option(
+        ..., "--store", "-s", help="The zarr store to create or extend.", resolve_path=True
+    ),
     fields: str | None = typer.Option(
         None, help="Comma-separated fields to take (names, shortNames or paramIds); default all."
     ),
@@ -32,15 +35,25 @@ def command(
     resolution: float | None = typer.Option(
         None, help="Lat-lon spacing in degrees for a new store made from Gaussian-grid input."
     ),
+    allow_implausible: bool = typer.Option(
+        False,
+        "--allow-implausible",
+        help="Ingest values outside their field's physically plausible range (for experiments); "
+        "by default such a file is refused (exit 3) naming the message, value and range.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report instead of a table."),
 ) -> None:
-    """Ingest ERA5 / IFS GRIB into a training store: incremental, resumable, all or nothing."""
+    """Ingest ERA5 / IFS GRIB into a training store: incremental, resumable, all or nothing per
+    file; readers see only committed files. Exit 3 for bad input (also implausible values), 4 for
+    a store that does not match, 5 while another run writes it, 7 when the disk is full,
+    read-only or not permitted (the store is left as it was)."""
     paths = _expand(inputs)
     options = IngestOptions(
-        fields=tuple(fields.split(",")) if fields else None,
+        fields=_fields(fields),
         levels=_levels(levels),
         member=_member(member),
         resolution_deg=resolution,
+        allow_implausible=allow_implausible,
     )
     with progress_bar("prepare", quiet=as_json) as progress:
         reports = prepare(paths, store, options, progress)
@@ -66,6 +79,19 @@ def _expand(patterns: list[str]) -> list[Path]:
             raise InputDataError(f"no file matches {pattern!r}")
         paths.extend(Path(m) for m in matches)
     return paths
+
+
+def _fields(text: str | None) -> tuple[str, ...] | None:
+    """The fields asked for, each known to the catalogue (an unknown name is an invalid option)."""
+    if text is None:
+        return None
+    names = tuple(text.split(","))
+    for name in names:
+        try:
+            catalogue.lookup(name)
+        except InputDataError as unknown:
+            raise ConfigError(f"--fields: {unknown}") from unknown
+    return names
 
 
 def _levels(text: str | None) -> tuple[int, ...] | None:

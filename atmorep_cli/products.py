@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from atmorep_cli.console import out
+from atmorep_cli.console import err, out
 from atmorep_cli.progress import progress_bar
-from atmorep_cli.runlog import run_log
+from atmorep_cli.runlog import Log, run_log
 
 if TYPE_CHECKING:
     from atmorep_core.io.product_outputs import OutputOptions
@@ -24,22 +24,39 @@ if TYPE_CHECKING:
 Manifest = dict[str, Any]
 Progress = Callable[[str, float], None]
 
-CHECKPOINT = typer.Option(..., help="Run folder (its latest checkpoint) or checkpoint.")
-STORE = typer.Option(None, help="Input store; default: the training store.")
-INPUTS = typer.Option([], "--input", help="GRIB input files (repeatable).")
+CHECKPOINT = typer.Option(
+    ..., help="Run folder (its latest checkpoint) or checkpoint.", resolve_path=True
+)
+STORE = typer.Option(None, help="Input store; default: the training store.", resolve_path=True)
+INPUTS = typer.Option([], "--input", help="GRIB input files (repeatable).", resolve_path=True)
 STATS_STORE = typer.Option(
-    None, help="Store of local normalisation statistics; default: the training store."
+    None,
+    help="Store of local normalisation statistics; default: the training store.",
+    resolve_path=True,
 )
 MEMBERS = typer.Option(1, help="Ensemble members (1: the mean over the model's heads).")
 SEED = typer.Option(0, help="Seed of the members' draws.")
 AREA = typer.Option(None, help="N/W/S/E in degrees; default: the whole grid.")
-FORMATS = typer.Option("grib,netcdf", "--format", help="grib, netcdf or both.")
+FORMATS = typer.Option("grib,netcdf", "--format", help="grib, netcdf or grib,netcdf (both).")
 PLOT = typer.Option([], help="Write maps of this field (repeatable).")
 BATCH = typer.Option(16, help="Tiles per model call.")
 DEVICE = typer.Option("cpu", help="cpu or cuda.")
 FORCE = typer.Option(False, help="Recompute even if the outputs are up to date.")
-LOG = typer.Option(None, help="Log file; default: OUT/atmorep.log.")
+LOG = typer.Option(None, help="Log file; default: OUT/atmorep.log.", resolve_path=True)
 AS_JSON = typer.Option(False, "--json", help="Print the run's manifest as JSON.")
+ALLOW_IMPLAUSIBLE = typer.Option(
+    False,
+    "--allow-implausible",
+    help="Accept input values outside their field's physically plausible range (for "
+    "experiments); by default such a file is refused (exit 3) naming the message, value and range.",
+)
+ALLOW_UNFAMILIAR = typer.Option(
+    False,
+    "--allow-unfamiliar",
+    help="Process input outside the checkpoint's experience (a region, month or values far from "
+    "its training data) with a warning in the log and the manifest, instead of refusing it "
+    "(exit 3).",
+)
 
 
 def output_options(
@@ -63,6 +80,7 @@ def run_product_command(
     with run_log(log or out_dir / "atmorep.log") as write_log:
         with progress_bar(what, quiet=as_json) as progress:
             manifest = job(progress)
+        warn_unfamiliar(manifest, write_log)
         write_log(("up to date " if manifest["skipped"] else "done ") + json.dumps(manifest))
     if as_json:
         out.print_json(json.dumps(manifest))
@@ -71,3 +89,18 @@ def run_product_command(
     else:
         files = ", ".join(manifest["outputs"])
         out.print(f"[green]{what}[/] {manifest['seconds']} s: {files} in {out_dir}")
+
+
+def warn_unfamiliar(manifest: Manifest, write_log: Log) -> None:
+    """Log each finding on input outside the checkpoint's experience that the run processed
+    (--allow-unfamiliar), and warn on stderr in one line."""
+    findings = manifest.get("unfamiliar") or []
+    for finding in findings:
+        write_log(f"warning: outside the checkpoint's experience: {finding}")
+    if findings:
+        err.print(
+            "[yellow]warning:[/] processed input outside the checkpoint's experience "
+            f"(--allow-unfamiliar): {'; '.join(findings)}",
+            highlight=False,
+            soft_wrap=True,
+        )

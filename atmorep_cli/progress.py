@@ -12,8 +12,9 @@ from atmorep_cli.console import err
 
 @contextmanager
 def progress_bar(title: str, quiet: bool = False) -> Iterator[Callable[[str, float], None]]:
-    """Yields a callback taking (what is being done, fraction done in [0, 1])."""
-    if quiet:
+    """Yields a callback taking (what is being done, fraction done in [0, 1]). No bar unless
+    stderr is a terminal: in cron mail and logs a failure stays one line."""
+    if quiet or not err.is_terminal:
         yield lambda message, fraction: None
         return
     columns = (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from atmorep_cli.console import err, out
+from atmorep_cli.options import TIME_FORMS, parse_time
 from atmorep_core.data.sample import SampleSettingError, SampleSettings, generate_sample
 from atmorep_core.errors import ConfigError
 
@@ -31,9 +31,11 @@ _OPTIONS = {
 
 
 def command(
-    out_dir: Path = typer.Option(..., "--out", help="Directory for the GRIB files."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Directory for the GRIB files.", resolve_path=True
+    ),
     start: str = typer.Option(
-        DEFAULT.start.strftime("%Y-%m-%dT%H"), help="First recorded hour (UTC, ISO 8601)."
+        DEFAULT.start.strftime("%Y-%m-%dT%H"), help=f"First recorded hour (UTC), {TIME_FORMS}."
     ),
     days: float = typer.Option(DEFAULT.days, help="Length of the hourly record in days."),
     spinup_days: float = typer.Option(DEFAULT.spinup_days, help="Days simulated first."),
@@ -57,7 +59,7 @@ def command(
     """Simulate weather with a dynamical core (Held-Suarez) and write it as ERA5 GRIB."""
     try:
         settings = SampleSettings(
-            start=_parse_start(start, "--start"),
+            start=parse_time(start, "--start"),
             days=days,
             spinup_days=spinup_days,
             resolution_deg=resolution,
@@ -68,12 +70,16 @@ def command(
             ifs_like_runs=ifs_like_runs,
             ifs_like_base=None
             if ifs_like_base is None
-            else _parse_start(ifs_like_base, "--ifs-like-base"),
+            else parse_time(ifs_like_base, "--ifs-like-base"),
         )
     except SampleSettingError as bad:
         raise ConfigError(f"{_OPTIONS.get(bad.key, bad.key)} {bad.reason}") from bad
     with Progress(
-        TextColumn("{task.description:>9}"), BarColumn(), TimeElapsedColumn(), console=err
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
     ) as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -84,18 +90,6 @@ def command(
 
         files = generate_sample(out_dir, settings, show)
     _report(files, as_json)
-
-
-def _parse_start(text: str, option: str) -> datetime:
-    try:
-        start = datetime.fromisoformat(text)
-    except ValueError as bad:
-        raise ConfigError(
-            f"{option} {text!r} is not an ISO date-time such as 2020-01-28T00"
-        ) from bad
-    if start.tzinfo is not None:  # GRIB times are UTC
-        start = start.astimezone(UTC).replace(tzinfo=None)
-    return start
 
 
 def _report(files: list[Path], as_json: bool) -> None:

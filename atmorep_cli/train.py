@@ -17,28 +17,44 @@ if TYPE_CHECKING:
 
 
 def command(
-    recipe: Path = typer.Argument(..., help="Recipe with model, data and training sections."),
-    run: Path = typer.Option(..., "--run-dir", help="Run folder: checkpoints, metrics, recipe."),
+    recipe: Path = typer.Argument(
+        ..., help="Recipe with model, data and training sections.", resolve_path=True
+    ),
+    run: Path = typer.Option(
+        ..., "--run-dir", help="Run folder: checkpoints, metrics, recipe.", resolve_path=True
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: key=value."),
-    resume: bool = typer.Option(False, help="Continue from the run's latest checkpoint."),
+    resume: bool = typer.Option(
+        False, help="Continue from the run's latest checkpoint (none yet: start at step 0)."
+    ),
+    restart: bool = typer.Option(
+        False, help="Clear the run folder's checkpoints, metrics and logs, then start at step 0."
+    ),
     init_field: list[str] = typer.Option(
         [], "--init-field", help="Start a field from a pre-trained run: name=RUN_DIR."
     ),
     device: str | None = typer.Option(None, help="cpu, cuda; default: cuda when available."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary at the end."),
 ) -> None:
-    """Train (or resume, or assemble pre-trained fields) and write checkpoints to the run."""
+    """Train (or resume, or assemble pre-trained fields) and write checkpoints to the run.
+
+    A run folder holds one run: a folder with checkpoints is refused (exit 2) unless --resume
+    continues them or --restart clears them first.
+    """
     # Imported here: torch takes seconds to import, and the other commands do without it.
     from atmorep_core.training import recipe as recipes
-    from atmorep_core.training.trainer import train
+    from atmorep_core.training.trainer import plan_start, train
 
     resolved = recipes.load(recipe, overrides)
+    start = plan_start(run, resume, restart)
+    if start.note:
+        err.print(f"[yellow]note:[/] {start.note}", highlight=False, soft_wrap=True)
     sources = dict(_pair(item) for item in init_field)
     columns = (
         TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=err, disable=as_json) as bar:
+    with Progress(*columns, console=err, disable=as_json or not err.is_terminal) as bar:
         task = bar.add_task("train", total=resolved.training.steps, detail="")
 
         def show(report: StepReport) -> None:
@@ -46,7 +62,7 @@ def command(
             detail = f"loss {report.loss:.4f} ({fields}) {report.tokens_per_second:,.0f} tok/s"
             bar.update(task, completed=report.step, detail=detail)
 
-        summary = train(resolved, run, resume, sources, show, device)
+        summary = train(resolved, run, start, sources, show, device)
     if as_json:
         out.print_json(json.dumps(
             {"run": str(summary.run), "first_step": summary.first_step,
@@ -62,4 +78,4 @@ def _pair(text: str) -> tuple[str, Path]:
     name, sep, folder = text.partition("=")
     if not sep or not name or not folder:
         raise ConfigError(f"--init-field {text!r}: expected name=RUN_DIR")
-    return name, Path(folder)
+    return name, Path(folder).expanduser().resolve()  # as every path the user gives

@@ -45,3 +45,7 @@ class FileSystemError(AtmorepError):
     """Cannot read or write a path: disk full, read-only file system, permission, wrong type."""
 
     exit_code = 7
+
+
+class CheckpointError(StoreError):
+    """A checkpoint or run folder is missing, incomplete or corrupt (its weights, its state)."""

@@ -75,7 +75,7 @@ def main() -> None:
     run = WORK / "run"
     sets = [f"data.store={biased}", f"data.target={TRUTH}", f"training.steps={args.steps}",
             *args.overrides]  # fmt: skip
-    _, train_seconds = atmorep("train", str(RECIPE), "--run-dir", str(run),
+    _, train_seconds = atmorep("train", str(RECIPE), "--run-dir", str(run), "--restart",
                                *(f"--set={s}" for s in sets))  # fmt: skip
     manifest, seconds = atmorep("bias-correct", str(scored), "--checkpoint", str(run),
                                 "-o", str(WORK / "out" / "t2m.grib2"), "--obs", str(TRUTH),

@@ -48,7 +48,7 @@ def main() -> None:
     run = WORK / "run"
     sets = [f"data.store={companion}", f"data.target={reference}", f"training.steps={args.steps}",
             *args.overrides]  # fmt: skip
-    _, train_seconds = atmorep("train", str(RECIPE), "--run-dir", str(run),
+    _, train_seconds = atmorep("train", str(RECIPE), "--run-dir", str(run), "--restart",
                                *(f"--set={s}" for s in sets))  # fmt: skip
     manifest, seconds = atmorep("bias-correct", str(WORK / "grib" / SCORED), "--checkpoint",
                                 str(run), "-o", str(WORK / "out" / SCORED), "--obs",

@@ -65,7 +65,7 @@ def train(args: argparse.Namespace, store: Path) -> Path:
         return Path(args.checkpoint)
     run = args.workdir / "run"
     sets = [f"--set=data.store={store}", *(f"--set={item}" for item in args.overrides)]
-    atmorep("train", str(args.recipe), "--run-dir", str(run), *sets, "--device", "cpu")
+    atmorep("train", str(args.recipe), "--run-dir", str(run), "--restart", *sets, "--device", "cpu")
     return run
 
 

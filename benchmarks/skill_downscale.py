@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     record: dict[str, Any] = {"command": "OMP_NUM_THREADS=1 .venv/bin/python "
                               "benchmarks/skill_downscale.py"}  # fmt: skip
     if not args.skip_train:
-        train = ["train", str(RECIPE), "--run-dir", str(run), f"--set=data.store={store}",
+        train = ["train", str(RECIPE), "--run-dir", str(run), "--restart",
+                 f"--set=data.store={store}",
                  "--set=data.validation=null", "--device", "cpu",
                  *(f"--set={item}" for item in args.overrides)]  # fmt: skip
         record["train_command"] = "atmorep " + " ".join(train)

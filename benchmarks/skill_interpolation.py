@@ -69,7 +69,7 @@ def as_typed(args: Sequence[str]) -> str:
 
 
 def train(recipe: Path, store: Path, run: Path, overrides: Sequence[str]) -> dict[str, Any]:
-    args = ["train", str(recipe), "--run-dir", str(run), f"--set=data.store={store}",
+    args = ["train", str(recipe), "--run-dir", str(run), "--restart", f"--set=data.store={store}",
             *(f"--set={item}" for item in overrides), "--device", "cpu", "--json"]  # fmt: skip
     _, seconds = atmorep(*args)
     return {"train_command": as_typed(args), "train_wall_s": round(seconds, 1)}

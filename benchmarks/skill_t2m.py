@@ -74,7 +74,7 @@ def ensure_store(grib: Path, store: Path) -> None:
 def train_command(recipe: Path, store: Path, run: Path, overrides: Sequence[str]) -> list[str]:
     sets = [f"--set=data.store={store}", *(f"--set={item}" for item in overrides)]
     return [sys.executable, "-m", "atmorep_cli", "train", str(recipe), "--run-dir", str(run),
-            *sets, "--device", "cpu", "--json"]  # fmt: skip
+            "--restart", *sets, "--device", "cpu", "--json"]  # fmt: skip
 
 
 def run_training(command: list[str]) -> float:

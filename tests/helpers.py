@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +95,16 @@ def assert_same_store(a: Path, b: Path) -> None:
             assert left[key] == right[key], key
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `atmorep ARGS` in a fresh process, as a user or cron would."""
     return subprocess.run(
         [sys.executable, "-m", "atmorep_cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         timeout=1800,  # a training fixture on a busy 2-core machine
     )
 
@@ -114,6 +119,16 @@ def train_recipe_briefly(
     """A recipe of `recipes/` with a smaller model (its question, fields and tokens kept),
     trained for a few steps on `store` (paired with `target` if given) through the CLI; the run
     folder."""
+    path = write_brief_recipe(recipe, store, folder, steps, target)
+    result = run_cli("train", str(path), "--run-dir", str(folder / "run"))
+    assert result.returncode == 0, result.stderr
+    return folder / "run"
+
+
+def write_brief_recipe(
+    recipe: str, store: Path, folder: Path, steps: int, target: Path | None = None
+) -> Path:
+    """`train_recipe_briefly`'s recipe, written as FOLDER/recipe.yaml: its path."""
     resolved = yaml.safe_load((RECIPES / recipe).read_text())
     resolved["data"]["store"] = str(store)
     if target is not None:
@@ -121,9 +136,7 @@ def train_recipe_briefly(
     resolved["model"]["fields"][0] |= SMALLER_MODEL
     resolved["training"] |= {"steps": steps, "checkpoint_every": steps, "validate_every": steps}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(resolved))
-    result = run_cli("train", str(folder / "recipe.yaml"), "--run-dir", str(folder / "run"))
-    assert result.returncode == 0, result.stderr
-    return folder / "run"
+    return folder / "recipe.yaml"
 
 
 def read_grib(
@@ -153,3 +166,36 @@ def open_cfgrib(path: Path, **filter_by_keys: Any) -> xr.Dataset:
     if filter_by_keys:
         kwargs["filter_by_keys"] = filter_by_keys
     return xr.open_dataset(path, engine="cfgrib", backend_kwargs=kwargs).load()
+
+
+def atmorep_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI run in this process as its console script runs it: exit code, stdout, stderr."""
+    from atmorep_cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["atmorep", *args])
+        try:
+            main.run()
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@contextmanager
+def mounted_tmpfs(point: Path, size: str) -> Iterator[Path]:
+    """A size-limited tmpfs at `point` (made here) for a full or read-only disk; a skip saying why
+    where mounting is refused (it needs root)."""
+    point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a size-limited tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "--lazy", str(point)], check=True)

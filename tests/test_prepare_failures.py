@@ -1,8 +1,13 @@
-"""Bad input and interrupted runs: one clear line, a non-zero exit code, and an intact store."""
+"""Bad input, interrupted runs, damaged stores, full and read-only disks: one clear line, a
+non-zero exit code, and an intact store."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import eccodes
@@ -10,9 +15,15 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
+from atmorep_core.data.prepare import prepare
+from atmorep_core.errors import StoreError
+from atmorep_core.inference.inputs import read_window
+from atmorep_core.io.store import Store
+from tests.fingerprint import changes, tree_fingerprint
 from tests.helpers import (
     assert_same_store,
     grib_messages,
+    mounted_tmpfs,
     run_cli,
     shared_file,
     store_fingerprint,
@@ -202,3 +213,107 @@ def test_nan_values_are_refused_and_no_store_is_left(tmp_path: Path) -> None:
     line = _fails(3, "prepare", str(nan_file), "--store", str(store))
     assert "NaN or infinite values at 2019-03-01T01:00:00" in line
     assert not store.exists() and not store.with_name("s.zarr.journal").exists()
+
+
+@pytest.fixture(scope="module")
+def first_store(tmp_path_factory: pytest.TempPathFactory, t2m_parts: dict[str, Path]) -> Path:
+    return _prepared(tmp_path_factory.mktemp("first"), t2m_parts["first"])
+
+
+def _copy_store(store: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copytree(store, folder / store.name))
+
+
+@pytest.mark.parametrize(
+    ("damaged", "how", "named"),
+    [
+        ("zarr.json", "corrupt", "s.zarr: corrupt zarr.json"),
+        ("t2m/zarr.json", "corrupt", "s.zarr/t2m: corrupt zarr.json"),
+        ("t2m/zarr.json", "missing", "s.zarr/t2m: no zarr.json"),
+        ("t2m/data/zarr.json", "corrupt", "s.zarr/t2m/data: corrupt zarr.json"),
+        ("t2m/time/zarr.json", "missing", "s.zarr/t2m/time: no zarr.json"),
+        ("t2m/stats/local_m2/zarr.json", "corrupt", "s.zarr/t2m/stats/local_m2: corrupt"),
+    ],
+)
+def test_damaged_metadata_is_one_line_for_readers_and_prepare(
+    tmp_path: Path,
+    t2m_parts: dict[str, Path],
+    first_store: Path,
+    damaged: str,
+    how: str,
+    named: str,
+) -> None:
+    store = _copy_store(first_store, tmp_path)
+    if how == "corrupt":
+        (store / damaged).write_text('{"zarr_format": 3, "node_type": ')
+    else:
+        (store / damaged).unlink()
+    before = tree_fingerprint(tmp_path)
+    assert named in _fails(4, "info", str(store))
+    assert named in _fails(4, "prepare", str(t2m_parts["second"]), "--store", str(store))
+    with pytest.raises(StoreError, match=named):
+        Store.open(store)
+    assert not changes(before, tree_fingerprint(tmp_path))
+
+
+def test_paths_with_dot_dot_reach_no_library_unresolved(
+    tmp_path: Path, t2m_parts: dict[str, Path]
+) -> None:
+    """The store layer resolves paths itself (tensorstore refuses '..'), whoever calls it."""
+    (tmp_path / "a").mkdir()
+    roundabout = tmp_path / "a" / ".." / "s.zarr"
+    prepare([t2m_parts["first"]], roundabout)
+    store = Store.open(roundabout)
+    assert store.path == tmp_path / "s.zarr"
+    times = store.field("t2m").times[:2]
+    values = read_window(store, "t2m", (0,), times, slice(0, 3), np.arange(4))
+    assert values.shape == (1, 2, 3, 4) and np.isfinite(values).all()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with mounted_tmpfs(tmp_path / "disk", "8m") as point:
+        yield point
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Take all but `leave` bytes of the disk's free space."""
+    status = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * (status.f_bavail * status.f_frsize - leave))
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_store_as_it_was(
+    small_disk: Path, t2m_parts: dict[str, Path], first_store: Path
+) -> None:
+    store = _copy_store(first_store, small_disk)
+    _fill(small_disk, 40 << 10)
+    before = tree_fingerprint(small_disk)
+    line = _fails(7, "prepare", str(t2m_parts["second"]), "--store", str(store))
+    assert line.startswith(f"error: cannot write {store}/") and "No space left on device" in line
+    assert not changes(before, tree_fingerprint(small_disk))  # no journal, no partial chunk
+    (small_disk / "filler").unlink()
+    resumed = run_cli("prepare", str(t2m_parts["second"]), "--store", str(store), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(run_cli("info", str(store), "--json").stdout)["fields"][0]["times"] == 576
+
+
+def test_a_full_disk_leaves_no_new_store(small_disk: Path, t2m_parts: dict[str, Path]) -> None:
+    _fill(small_disk, 40 << 10)
+    before = tree_fingerprint(small_disk)
+    line = _fails(7, "prepare", str(t2m_parts["first"]), "--store", str(small_disk / "new.zarr"))
+    assert "No space left on device" in line
+    assert not changes(before, tree_fingerprint(small_disk))
+
+
+def test_a_read_only_store_is_one_line_for_prepare_and_readable(
+    small_disk: Path, t2m_parts: dict[str, Path], first_store: Path
+) -> None:
+    store = _copy_store(first_store, small_disk)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    before = tree_fingerprint(small_disk)
+    line = _fails(7, "prepare", str(t2m_parts["second"]), "--store", str(store))
+    assert line == f"error: cannot write {store}.lock: Read-only file system"
+    shown = run_cli("info", str(store), "--json")  # readers write nothing
+    assert shown.returncode == 0 and json.loads(shown.stdout)["fields"][0]["times"] == 300
+    assert not changes(before, tree_fingerprint(small_disk))

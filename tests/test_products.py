@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 from matplotlib.image import imread
 
+from atmorep_core.errors import FileSystemError
 from atmorep_core.grid import LatLonGrid
 from atmorep_core.io.grib_products import write_grib
 from atmorep_core.io.netcdf import write_netcdf
@@ -317,7 +318,7 @@ def test_failed_netcdf_write_leaves_no_temporary_and_keeps_the_old_file(tmp_path
         write_netcdf(product(1), path, quantiles=(0.5, 1.5))
     blocked = tmp_path / "dir.nc"
     blocked.mkdir()  # renaming a file onto a directory fails after the temporary is written
-    with pytest.raises(OSError):
+    with pytest.raises(FileSystemError, match=f"cannot write {blocked}: Is a directory"):
         write_netcdf(product(1), blocked)
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.nc", "out.nc"]

@@ -164,9 +164,11 @@ def test_two_gloo_processes_equal_one_process_on_the_combined_batch(
     single, double = checkpoint.load(tmp_path / "one"), checkpoint.load(tmp_path / "two")
     # AdamW's first step moves each weight by about the learning rate (1e-3) times the sign of its
     # gradient; the two gradient sums differ only by float rounding, which the normalisation
-    # turns into at most about 1 % of a step for gradients near zero.
-    for name, tensor in single.model.items():
-        np.testing.assert_allclose(double.model[name].numpy(), tensor.numpy(), atol=1e-5)
+    # turns into a few % of a step for the rare gradients near zero (1.2e-5 seen), and into
+    # nothing visible for the rest. A wrongly combined gradient would be off by whole steps.
+    differences = [(double.model[k] - v).abs().flatten() for k, v in single.model.items()]
+    every = torch.cat(differences)
+    assert float(every.max()) < 5e-5 and float(every.median()) < 1e-7, every.max()
     assert len(single.model) > 10
 
 

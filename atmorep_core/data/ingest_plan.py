@@ -3,7 +3,9 @@
 A plan holds, per field, the regular sequence of valid times and for each (time, level) the
 messages to decode (one, or all ensemble members when their mean is kept). Every problem the user
 can fix (unknown parameters, missing levels or hours, duplicates, missing values, units that
-cannot be converted, accumulation periods of several lengths) is found here. Bitmap-missing
+cannot be converted, accumulation periods of several lengths) is found here; values are checked
+against `plausibility.RANGES`: those the scan decoded (small fields) here, before anything is
+written, the others as they are decoded, inside the file's transaction. Bitmap-missing
 points are refused except in fields that allow them (`fields.Field.allows_missing`).
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from atmorep_core import fields
+from atmorep_core.data import plausibility
 from atmorep_core.errors import InputDataError
 from atmorep_core.grid import GaussianGrid, LatLonGrid
 from atmorep_core.io.grib_read import MessageHeader
@@ -33,6 +36,7 @@ class IngestOptions:
     member: int | str | None = None  # an ensemble number, "mean", or None: the lowest number
     resolution_deg: float | None = None  # lat-lon spacing when regridding Gaussian input
     times: tuple[np.datetime64, np.datetime64] | None = None  # valid times kept (ends included)
+    allow_implausible: bool = False  # ingest values outside `plausibility.RANGES` (experiments)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class FieldPlan:
     member: str  # what was kept: "3", "mean"
     scale: float = 1.0  # multiplies the decoded values into the store's unit (field.units)
     accumulation_s: int | None = None  # accumulated fields: the one period length, in seconds
+    check_plausible: bool = True  # refuse values outside the field's plausible range
 
     @property
     def step(self) -> np.timedelta64 | None:
@@ -156,10 +161,21 @@ def _plan_field(name: str, headers: list[MessageHeader], options: IngestOptions)
             row.append(cell)
         messages.append(row)
     scale = _scale(field, headers)
+    if not options.allow_implausible:
+        _check_decoded(field, [h for cell in cells.values() for h in cell], scale)
     accumulation = _accumulation(field, headers)
     return FieldPlan(
-        field, headers[0].level_type, levels, times, messages, member, scale, accumulation
-    )
+        field, headers[0].level_type, levels, times, messages, member, scale, accumulation,
+        check_plausible=not options.allow_implausible,
+    )  # fmt: skip
+
+
+def _check_decoded(field: fields.Field, headers: list[MessageHeader], scale: float) -> None:
+    """The values the scan decoded (small fields) are checked before anything is written; the
+    ingest checks the others as it decodes them."""
+    for header in headers:
+        if header.values is not None:
+            plausibility.check(header.values, field, describe_message(header), scale)
 
 
 def _check_missing(field: fields.Field, headers: list[MessageHeader]) -> None:
@@ -194,6 +210,11 @@ def _accumulation(field: fields.Field, headers: list[MessageHeader]) -> int | No
             "a store field holds one period length (ingest each period into its own store)"
         )
     return lengths[0] if lengths else None
+
+
+def describe_message(header: MessageHeader) -> str:
+    """Where a value comes from, for messages: file, message number, level and time."""
+    return f"{header.where}, level {header.level}, {header.valid_time}"
 
 
 def describe_period(seconds: int | None) -> str:

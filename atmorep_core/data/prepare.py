@@ -32,16 +32,26 @@ from atmorep_core.data.ingest_plan import (
     FieldPlan,
     FilePlan,
     IngestOptions,
+    describe_message,
     describe_period,
     plan_file,
 )
 from atmorep_core.data.normalize import Moments, RunningMoments, pool_grid_points
+from atmorep_core.data.plausibility import check as check_plausible
 from atmorep_core.errors import InputDataError, StoreBusyError, StoreError
 from atmorep_core.grid import GaussianGrid, GaussianToLatLon, LatLonGrid
 from atmorep_core.io import grib_read
 from atmorep_core.io.compressed import plain_grib
 from atmorep_core.io.journal import Journal
-from atmorep_core.io.store import SHARD, FieldArrays, FieldMeta, Store, seconds_since_epoch
+from atmorep_core.io.store import (
+    SHARD,
+    FieldArrays,
+    FieldMeta,
+    Store,
+    filesystem_error,
+    seconds_since_epoch,
+    write_rows,
+)
 
 Progress = Callable[[str, float], None]
 # Rows are written in whole shards, as many as fit this many bytes: fewer, larger writes.
@@ -76,19 +86,39 @@ def prepare(
     options: IngestOptions = IngestOptions(),
     progress: Progress | None = None,
 ) -> list[FileReport]:
-    """Ingest GRIB files into the store at `store_path`, creating it if needed."""
+    """Ingest GRIB files into the store at `store_path`, creating it if needed. A full disk, a
+    read-only file system or missing permissions are a FileSystemError, the store left as it was."""
+    store_path = store_path.resolve()  # tensorstore refuses '..'; messages name the real place
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise InputDataError(f"no such file: {', '.join(missing)}")
+    lock = _lock(store_path)
+    try:
+        return _prepare_locked(paths, store_path, options, progress or _silent)
+    except (OSError, ValueError) as error:  # tensorstore reports a full disk as a ValueError
+        _raise_filesystem_error(error, store_path)
+        raise
+    finally:
+        lock.release()
+
+
+def _lock(store_path: Path) -> FileLock:
     lock = FileLock(str(store_path.with_name(store_path.name + ".lock")))
     try:
         lock.acquire(timeout=0)
     except Timeout as busy:
         raise StoreBusyError(f"{store_path}: another atmorep run is writing this store") from busy
-    try:
-        return _prepare_locked(paths, store_path, options, progress or _silent)
-    finally:
-        lock.release()
+    except OSError as error:
+        _raise_filesystem_error(error, Path(lock.lock_file))
+        raise
+    return lock
+
+
+def _raise_filesystem_error(error: OSError | ValueError, where: Path) -> None:
+    """Raise the FileSystemError for an error of the environment (full disk, read-only...)."""
+    converted = filesystem_error(error, where)
+    if converted is not None:
+        raise converted from error
 
 
 def _prepare_locked(
@@ -115,6 +145,7 @@ def _prepare_locked(
     if store is None:
         store = Store.create(store_path, _store_grid(todo[0].plan.grid, options))
     try:
+        store.record_committed_times()  # so that readers see only what each ingest commits
         _check_all(store, todo)
         total = sum(i.plan.message_count for i in todo)
         done = 0
@@ -299,7 +330,7 @@ def _ingest_field(
             block = _decode_block(plan, rows, regrid)  # (time, level, lat, lon)
             if in_flight is not None:
                 in_flight.result()
-            written = data[block_start:block_stop].write(block)
+            written = write_rows(data, block_start, block)
             times = plan.times[rows]
             in_flight = helper.submit(
                 _accumulate_monthly, monthly, times, block, written, plan.field.allows_missing
@@ -339,6 +370,10 @@ def _decode_block(plan: FieldPlan, rows: slice, regrid: GaussianToLatLon | None)
     times = plan.times[rows]
     for i, cell in enumerate(cells):
         members = [next(decoded) for _ in cell]
+        if plan.check_plausible:  # those the scan decoded were checked when planning
+            for header, member in zip(cell, members, strict=True):
+                if header.values is None:
+                    check_plausible(member, plan.field, describe_message(header), plan.scale)
         values = members[0] if len(members) == 1 else np.mean(members, axis=0, dtype=np.float64)
         values = regrid(np.asarray(values)) if regrid else np.asarray(values)
         block[i] = conform(values, plan, first.path.name, times[i // len(plan.levels)])
@@ -349,14 +384,14 @@ def _accumulate_monthly(
     monthly: dict[int, RunningMoments],
     times: np.ndarray,
     block: np.ndarray,
-    written: Any,
+    written: Callable[[], None],
     skip_nan: bool,
 ) -> None:
     months = _yyyymm(times)
     for month in np.unique(months):
         steps = block[months == month]
         monthly.setdefault(int(month), RunningMoments(steps[0], skip_nan)).add(steps)
-    written.result()
+    written()
 
 
 def _merge_statistics(arrays: FieldArrays, monthly: dict[int, RunningMoments]) -> None:
@@ -420,7 +455,7 @@ def _record_source(store: Store, ingest: _Ingest) -> None:
         "last_time": str(times.max()),
         "messages": ingest.plan.message_count,
     }
-    store.root.attrs["sources"] = [*store.sources, record]
+    store.commit_sources([*store.sources, record])
 
 
 def _yyyymm(times: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from atmorep_core.errors import ConfigError, MissingInputError
+from atmorep_core.errors import ConfigError, MissingInputError, StoreError
 from atmorep_core.evaluation.autoregression import Autoregressions
 from atmorep_core.evaluation.baselines import BaselineInput, baselines_for
 from atmorep_core.evaluation.climatology import Climatology, HourlyMeans, Window, choose_window
@@ -87,6 +87,11 @@ def evaluate(options: EvaluateOptions) -> Evaluation:
     infos = [peek_product(path) for path in options.products]
     names = list(dict.fromkeys(name for info in infos for name in info.fields))
     store = open_truth(options.truth, names, options.cache)
+    if not set(names) & set(store.fields):  # not a retry case: no later run will add them
+        raise StoreError(
+            f"--truth {store.path}: holds none of the products' fields ({', '.join(names)}); "
+            f"it has {', '.join(store.fields) or 'no field'}"
+        )
     window = choose_window(
         options.climatology, [i.attributes for i in infos], [i.init for i in infos]
     )

@@ -1,9 +1,10 @@
 """`atmorep evaluate` as one job: find the products, score them, write the report.
 
 With an output folder the job holds the folder's lock (a second run there stops at once), writes
-the CSV and the figures atomically, and writes `scores.json` last as the run's manifest (the
-request, the outputs with checksums, and the scores); GRIB truth is prepared into a cache store
-in the folder, so a rerun decodes nothing twice. Without one, the cache is a temporary folder.
+the CSV and the figures into its staging folder and moves them into place together with
+`scores.json`, the run's manifest (the request, the outputs with checksums, and the scores;
+`ProductRun.finish`); GRIB truth is prepared into a cache store in the folder, so a rerun
+decodes nothing twice. Without one, the cache is a temporary folder.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def run_evaluation_job(job: EvaluateJob) -> dict[str, Any]:
     run = ProductRun(job.out, STEM, _request(job, products))
     with run.locked():
         evaluation = evaluate(_options(job, products, job.out / TRUTH_CACHE))
-        written = [write_csv(evaluation.rows, run.path(".csv"))]
-        written += plot_evaluation(evaluation, job.out / "plots")
+        written = [write_csv(evaluation.rows, run.staged(".csv"))]
+        written += plot_evaluation(evaluation, run.staging / "plots")
         return run.finish(written, as_dict(evaluation))
 
 

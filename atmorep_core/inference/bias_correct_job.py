@@ -5,7 +5,8 @@ The question is `correct`'s denoise mode (every step shown, every step answered,
 regridded back onto the input's points), asked of a checkpoint trained on pairs (`data.target`);
 accumulated fields never come out negative. With an observation store the summary scores the raw
 input, the model and the two statistical baselines against it (`bias_score`). Output, lock,
-manifest and idempotent reruns as for `correct`.
+manifest and idempotent reruns as for `correct`: the corrected file and its spread are moved
+into place together with the manifest.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class BiasCorrectJob(ProductJob):
     fields: tuple[str, ...] = ()
     batch_size: int = 16
     obs: Path | None = None
+    allow_implausible: bool = False  # accept values outside their field's plausible range
 
 
 def run_bias_correct_job(job: BiasCorrectJob, progress: Progress | None = None) -> dict[str, Any]:
@@ -47,21 +49,25 @@ def run_bias_correct_job(job: BiasCorrectJob, progress: Progress | None = None) 
     trained = load_trained(job.checkpoint, job.device)
     store, target = paired_stores(trained)
     path = Path(job.name)
-    request = CorrectRequest(fields=job.fields, batch_size=job.batch_size, ensemble=True)
+    request = CorrectRequest(
+        fields=job.fields, batch_size=job.batch_size, ensemble=True,
+        allow_implausible=job.allow_implausible,
+    )  # fmt: skip
     run = ProductRun(job.out, path.stem, {
         **job.shared_request(trained), "input": str(job.source.resolve()),
         "input_sha256": sha256_of(job.source), "fields": list(job.fields),
         "obs": None if job.obs is None else str(job.obs.resolve()),
+        "allow_implausible": job.allow_implausible,
     })  # fmt: skip
+    run.check_outputs(path.suffix, SPREAD + path.suffix)
 
     def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
-        statistics = job.statistics(trained)
-        correction = correct(
-            trained, job.input_store(trained), statistics, job.source, request, progress
-        )
+        statistics, grid = job.statistics(trained), job.input_store(trained)
+        unfamiliar = job.familiar_file(trained, job.source, grid, job.allow_implausible)
+        correction = correct(trained, grid, statistics, job.source, request, progress)
         members = correction.members or {}
         spread = {i: np.std(m, axis=0, ddof=1) for i, m in members.items()}
-        mean_path, spread_path = run.path(path.suffix), run.path(SPREAD + path.suffix)
+        mean_path, spread_path = run.staged(path.suffix), run.staged(SPREAD + path.suffix)
         written = rewrite(job.source, mean_path, correction.values)
         rewrite(job.source, spread_path, spread)
         summary = {
@@ -74,6 +80,7 @@ def run_bias_correct_job(job: BiasCorrectJob, progress: Progress | None = None) 
             "trained_on": {"input": str(store), "target": str(target)},
             "model_grid": asdict(correction.domain),
             "rms_change": {k: round(v, 6) for k, v in correction.rms_change.items()},
+            "unfamiliar": list(unfamiliar),
         }
         if job.obs is not None:
             if not job.obs.exists():

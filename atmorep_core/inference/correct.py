@@ -55,6 +55,7 @@ class CorrectRequest:
     fields: tuple[str, ...] = ()  # canonical names to write corrected; () for all of the model's
     batch_size: int = 16
     ensemble: bool = False  # also each of the tail's members, corrected (CRPS, spread)
+    allow_implausible: bool = False  # accept values outside their field's plausible range
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -100,7 +101,9 @@ def correct(
     configs = {f.name: f for f in trained.config.fields}
     wanted = choose_fields(list(configs), request.fields)
     needs = {n: Need(_level_type(store, n), tuple(f.levels)) for n, f in configs.items()}
-    selection = select(source, scan_messages(source), needs)
+    selection = select(
+        source, scan_messages(source), needs, allow_implausible=request.allow_implausible
+    )
     tiling, rows, columns = _domain(store.grid, selection.points, trained.extent[1:])
     stats = {
         n: FieldStatistics(n, f.levels, trained.normalisation[n], statistics_store, rows, columns)

@@ -3,7 +3,8 @@
 The multiformer needs every field it was trained with, on every one of its levels, at every time
 it is shown; whatever the file holds beyond that (other parameters, levels, a surface field) is
 no input of the model and passes through a correction unchanged. Anything the checkpoint needs
-and the file lacks is refused with one line naming it.
+and the file lacks is refused with one line naming it, as is a value the model would be shown
+outside its field's physically plausible range (`data.plausibility`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from atmorep_core.data import plausibility
 from atmorep_core.errors import ConfigError, InputDataError
 from atmorep_core.fields import CATALOGUE, lookup
-from atmorep_core.io.grib_messages import FieldMessage, read_points
+from atmorep_core.io.grib_messages import FieldMessage, read_points, read_values
 from atmorep_core.regrid import Points
 
 _BY_PARAM = {f.param_id: f.name for f in CATALOGUE}
@@ -57,8 +59,15 @@ def choose_fields(checkpoint_fields: Sequence[str], asked: Sequence[str] | None)
     return tuple(dict.fromkeys(names))
 
 
-def select(path: Path, messages: Sequence[FieldMessage], needs: Mapping[str, Need]) -> Selection:
-    """The messages the model needs; InputDataError naming the fields, levels or times missing."""
+def select(
+    path: Path,
+    messages: Sequence[FieldMessage],
+    needs: Mapping[str, Need],
+    *,
+    allow_implausible: bool = False,
+) -> Selection:
+    """The messages the model needs; InputDataError naming the fields, levels or times missing,
+    or a value outside its field's plausible range (unless `allow_implausible`)."""
     chosen: dict[tuple[str, int, datetime], FieldMessage] = {}
     for message in messages:
         name = _BY_PARAM.get(message.param_id) or _BY_SHORT.get(message.short_name)
@@ -72,8 +81,17 @@ def select(path: Path, messages: Sequence[FieldMessage], needs: Mapping[str, Nee
     grids = {m.grid_key for m in chosen.values()}
     if len(grids) > 1:
         raise InputDataError(f"{path}: the model's fields come on {len(grids)} different grids")
+    if not allow_implausible:
+        _check_plausible(path, chosen)
     first = next(iter(chosen.values()))
     return Selection(path, times, chosen, read_points(path, first))
+
+
+def _check_plausible(path: Path, chosen: Mapping[tuple[str, int, datetime], FieldMessage]) -> None:
+    """Every value the model is shown within its field's physically plausible range."""
+    for (name, level, time), message in sorted(chosen.items(), key=lambda item: item[1].index):
+        where = f"{path.name} message {message.index + 1}, level {level}, {time:%Y-%m-%dT%H:%M}"
+        plausibility.check(read_values(path, message), lookup(name), where)
 
 
 def _check_message(path: Path, message: FieldMessage, earlier: FieldMessage | None) -> None:

@@ -3,8 +3,9 @@
 The checkpoint's grid and time step come from its training store (`--store` names another with
 the same grid); local statistics as for every product (`product_job`). With a truth store, the
 summary scores the input and the correction against it (`correct_score`). The output is one GRIB
-file beside its manifest (`OUT.json`), under the output folder's lock, and a rerun with the same
-checkpoint, options and input file contents (its SHA-256) does nothing.
+file beside its manifest (`OUT.json`), written under the output folder's lock and moved into
+place with the manifest (`ProductRun.finish`), and a rerun with the same checkpoint, options and
+input file contents (its SHA-256) does nothing.
 """
 
 from __future__ import annotations
@@ -41,16 +42,18 @@ def run_correct_job(job: CorrectJob, progress: Progress | None = None) -> dict[s
     trained = load_trained(job.checkpoint, job.device)
     stem, suffix = _split(job.name)
     run = ProductRun(job.out, stem, _request(job, trained))
+    run.check_outputs(suffix)
 
     def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
         store, statistics = _grid_store(job, trained), job.statistics(trained)
+        unfamiliar = job.familiar_file(trained, job.ifs, store, job.request.allow_implausible)
         correction = correct(trained, store, statistics, job.ifs, job.request, progress)
-        written = rewrite(job.ifs, run.path(suffix), correction.values)
-        summary = _summary(job, correction, written)
+        written = rewrite(job.ifs, run.staged(suffix), correction.values)
+        summary = {**_summary(job, correction, written), "unfamiliar": list(unfamiliar)}
         if job.truth is not None:
             truth = Store.open(_existing(job.truth, "truth store"))
             summary["score"] = score_against(truth, job.ifs, correction)
-        return [run.path(suffix)], summary
+        return [run.staged(suffix)], summary
 
     return run_product(run, job.force, make)
 

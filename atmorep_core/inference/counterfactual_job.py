@@ -32,9 +32,12 @@ def run_counterfactual_job(job: CounterfactualJob, progress: Progress | None = N
 
     def compute(trained: TrainedModel) -> list[Output]:
         store, statistics = job.input_store(trained), job.statistics(trained)
-        runs = counterfactual(trained, store, statistics, job.question, job.change, progress)
+        question = job.question
+        last = question.init if isinstance(question, ForecastRequest) else question.end
+        unfamiliar = job.familiar(trained, [store], _first_time(question), last)
+        runs = counterfactual(trained, store, statistics, question, job.change, progress)
         return [
-            Output(runs.counterfactual, "_counterfactual", maps=False),
+            Output(runs.counterfactual, "_counterfactual", maps=False, unfamiliar=unfamiliar),
             Output(runs.factual, "_factual", maps=False),
             Output(runs.difference, "_difference"),
         ]

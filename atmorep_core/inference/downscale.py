@@ -221,21 +221,28 @@ def _nearest(coarse: LatLonGrid, domain: LatLonGrid) -> tuple[np.ndarray, np.nda
 def _times(inputs: Store, trained: TrainedModel, request: DownscaleRequest) -> np.ndarray:
     """The output times: every step of the input from start to end (`read_window` names any that
     the input lacks)."""
-    first = np.datetime64(request.start.replace(tzinfo=None), "s")
-    last = np.datetime64(request.end.replace(tzinfo=None), "s")
-    if last < first:
-        raise ConfigError(f"--end {request.end} is before --start {request.start}")
     name = trained.config.fields[0].name
     if name not in inputs.fields:
         raise StoreError(f"{inputs.path}: no field {name!r}, which the checkpoint downscales")
     step = inputs.field(name).time_step or np.timedelta64(3600, "s")
-    times = np.arange(first, last + step, step)
-    if len(times) < trained.extent[0]:
+    first = np.datetime64(request.start.replace(tzinfo=None), "s")
+    return first + step * np.arange(output_count(request, step, trained))
+
+
+def output_count(request: DownscaleRequest, step: np.timedelta64, trained: TrainedModel) -> int:
+    """The output's steps of `step` from start to end (counted, not listed: checked before any
+    work); ConfigError if the end is before the start or they are fewer than the model answers
+    at once."""
+    if request.end < request.start:
+        raise ConfigError(f"--end {request.end} is before --start {request.start}")
+    span = np.timedelta64(request.end - request.start) + step
+    count = int(-(-span // step))  # as many as np.arange(start, end + step, step) holds
+    if count < trained.extent[0]:
         raise ConfigError(
-            f"--start .. --end holds {len(times)} steps; the model answers {trained.extent[0]} "
+            f"--start .. --end holds {count} steps; the model answers {trained.extent[0]} "
             "at once: ask for at least that many"
         )
-    return times
+    return count
 
 
 def _windows(count: int, span: int) -> list[tuple[int, int]]:

@@ -45,14 +45,19 @@ class ForecastRequest:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class LeadPlan:
     """The request in the store's time steps."""
 
     step: np.timedelta64  # the store's time step
     given: int  # input steps per neighbourhood
     ahead: int  # steps one iteration predicts
     lead: int  # steps to forecast
-    keep: np.ndarray  # lead steps (1-based) written to the product
+    every: int  # steps between the leads written to the product
+
+    @property
+    def keep(self) -> np.ndarray:
+        """Lead steps (1-based) written to the product."""
+        return np.arange(self.every, self.lead + 1, self.every)
 
     @property
     def iterations(self) -> int:
@@ -76,7 +81,7 @@ def forecast(
 ) -> Product:
     """The forecast product; `predictor` defaults to the trained model (tests pass others)."""
     strategy = ForecastStrategy(time_tokens=request.time_tokens or trained.forecast_time_tokens())
-    plan = _plan(trained, store, request, strategy.time_tokens)
+    plan = plan_lead(trained, store_step(trained, store), request, strategy.time_tokens)
     domain = Domain.of(trained, store, request.area, statistics_store)
     init = np.datetime64(request.init.replace(tzinfo=None), "s")
     states = [domain.read_normalised(store, plan.input_times(init))] * request.members
@@ -137,13 +142,22 @@ def _shift(state: np.ndarray, answer: np.ndarray) -> np.ndarray:
     return np.concatenate([state[:, answer.shape[1] :], answer], axis=1)
 
 
-def _plan(trained: TrainedModel, store: Store, request: ForecastRequest, time_tokens: int) -> _Plan:
+def store_step(trained: TrainedModel, store: Store) -> np.timedelta64:
+    """The one regular time step of the model's fields in the store; StoreError if none."""
     steps = {store.field(f.name).time_step for f in trained.config.fields if f.name in store.fields}
     step = steps.pop() if len(steps) == 1 else None
     if step is None:
         raise StoreError(
             f"{store.path}: the model's fields need one regular time step in the store"
         )
+    return step
+
+
+def plan_lead(
+    trained: TrainedModel, step: np.timedelta64, request: ForecastRequest, time_tokens: int
+) -> LeadPlan:
+    """The lead and output interval in steps of `step`; ConfigError unless they are positive
+    multiples of it and the time tokens leave input (checked before any work, too)."""
     hours = step / np.timedelta64(1, "h")
     t = trained.config.fields[0].token_size[0]
     window = trained.extent[0]
@@ -156,19 +170,17 @@ def _plan(trained: TrainedModel, store: Store, request: ForecastRequest, time_to
             f"--lead {request.lead_hours}h / --every {every:g}h: positive multiples of the "
             f"store's time step ({hours:g} h) are needed"
         )
-    lead = int(request.lead_hours // hours)
-    keep = np.arange(1, lead + 1)
-    keep = keep[(keep * hours) % every == 0]
-    if keep.size == 0:
+    lead, every_steps = int(request.lead_hours // hours), round(every / hours)
+    if every_steps > lead:
         raise ConfigError(f"--every {every:g}h: longer than the lead {request.lead_hours} h")
-    return _Plan(step, window - ahead, ahead, lead, keep)
+    return LeadPlan(step, window - ahead, ahead, lead, every_steps)
 
 
 def _product(
     trained: TrainedModel,
     store: Store,
     request: ForecastRequest,
-    plan: _Plan,
+    plan: LeadPlan,
     domain: Domain,
     kept: dict[str, list[np.ndarray]],
 ) -> Product:

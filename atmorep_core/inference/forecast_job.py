@@ -23,7 +23,10 @@ def run_forecast_job(job: ForecastJob, progress: Progress | None = None) -> Mani
 
     def compute(trained: TrainedModel) -> list[Output]:
         store, statistics = job.input_store(trained), job.statistics(trained)
-        return [Output(forecast(trained, store, statistics, job.request, progress))]
+        init = job.request.init
+        unfamiliar = job.familiar(trained, [store], init, init)
+        product = forecast(trained, store, statistics, job.request, progress)
+        return [Output(product, unfamiliar=unfamiliar)]
 
     stem = f"forecast_{job.request.init:%Y%m%dT%H%M}"
     return run_job(job, stem, {"forecast": asdict(job.request)}, compute)

@@ -2,7 +2,9 @@
 
 A store field may hold NaN where its input had missing values (precipitation bitmaps); a window
 holding one is refused with an InputDataError naming the field, level and time, since a model
-given NaN would spread it through every output.
+given NaN would spread it through every output. Only committed times are read (`io.store`): a
+time beyond them while another run appends to the store is StoreUpdatingError, so a cron job
+retries.
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ def read_window(
     """(level, time, lat, lon) float32 values at the given grid rows and columns (any order,
     e.g. across the date line); MissingInputError naming every missing time, InputDataError
     where the window holds missing values (NaN)."""
-    if name not in store.fields:
-        raise StoreError(f"{store.path}: no field {name!r} (fields: {', '.join(store.fields)})")
-    arrays = store.field(name)
+    arrays = store.field(name)  # StoreUpdatingError if not committed yet while an ingest runs
     stored_levels = [int(v) for v in arrays.levels]
     absent = [lv for lv in levels if lv not in stored_levels]
     if absent:
         raise StoreError(f"{store.path}: {name} has no levels {absent} (has {stored_levels})")
-    index = time_indices(arrays.times, times, f"{name} in {store.path}")
+    index = _committed_indices(store, arrays.times, times, name)
     data = arrays.fast()
     times_read = _runs(index)
     columns_read = _runs(columns)
@@ -46,6 +46,19 @@ def read_window(
         out[i] = np.concatenate([np.concatenate(row, axis=-1) for row in pieces], axis=0)
     _refuse_missing(out, name, levels, times, store)
     return out
+
+
+def _committed_indices(
+    store: Store, available: np.ndarray, wanted: np.ndarray, name: str
+) -> np.ndarray:
+    """Indices of the wanted times among the committed ones; while an ingest runs, times beyond
+    them are StoreUpdatingError (retry), not missing input."""
+    try:
+        return time_indices(available, wanted, f"{name} in {store.path}")
+    except MissingInputError as missing:
+        if store.updating:
+            raise store.updating_error(str(missing)) from missing
+        raise
 
 
 def _refuse_missing(

@@ -123,14 +123,9 @@ def plan_axis(
     names: tuple[str, ...],
 ) -> Axis:
     """The output's steps with a window's context either side, and where input is given."""
-    start, end = (np.datetime64(t.replace(tzinfo=None), "s") for t in (request.start, request.end))
-    if end < start or (end - start) % step or step % HOUR:
-        raise ConfigError(
-            f"--start {start} / --end {end}: need start <= end, a whole number of the model's "
-            f"steps ({step / HOUR:g} h, whole hours) apart"
-        )
+    start = np.datetime64(request.start.replace(tzinfo=None), "s")
     context = time.window - 1
-    count = int((end - start) // step) + 1
+    count = output_count(request, step)
     times = start + step * np.arange(-context, count + context)
     given = np.ones(len(times), dtype=bool)
     for name in names:
@@ -140,9 +135,25 @@ def plan_axis(
     return Axis(times, given, range(context, context + count))
 
 
-def _on_interval(times: np.ndarray, hours: int) -> np.ndarray:
-    if hours <= 0:
+def output_count(request: InterpolationRequest, step: np.timedelta64) -> int:
+    """The output's steps from start to end; ConfigError unless they are whole steps apart."""
+    start, end = (np.datetime64(t.replace(tzinfo=None), "s") for t in (request.start, request.end))
+    if end < start or (end - start) % step or step % HOUR:
+        raise ConfigError(
+            f"--start {start} / --end {end}: need start <= end, a whole number of the model's "
+            f"steps ({step / HOUR:g} h, whole hours) apart"
+        )
+    return int((end - start) // step) + 1
+
+
+def check_interval(hours: int | None) -> None:
+    """ConfigError unless --input-every is unset or a positive number of hours."""
+    if hours is not None and hours <= 0:
         raise ConfigError(f"--input-every {hours}h: a positive number of hours")
+
+
+def _on_interval(times: np.ndarray, hours: int) -> np.ndarray:
+    check_interval(hours)
     seconds = times.astype("datetime64[s]").astype(np.int64)
     return seconds % (hours * 3600) == 0
 

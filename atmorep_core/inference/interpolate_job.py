@@ -23,7 +23,9 @@ def run_interpolation_job(job: InterpolationJob, progress: Progress | None = Non
 
     def compute(trained: TrainedModel) -> list[Output]:
         inputs, statistics = job.input_series(trained), job.statistics(trained)
-        return [Output(interpolate(trained, inputs, statistics, job.request, progress))]
+        unfamiliar = job.familiar(trained, inputs.stores, job.request.start, job.request.end)
+        product = interpolate(trained, inputs, statistics, job.request, progress)
+        return [Output(product, unfamiliar=unfamiliar)]
 
     start, end = job.request.start, job.request.end
     stem = f"interpolation_{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}"

@@ -5,21 +5,26 @@ output folder with `prepare`, so a rerun reads nothing twice) or, by default, th
 checkpoint was trained on. Locally normalised fields take their statistics from the training
 store (a few days of input cannot give per-grid-point monthly statistics); `--stats-store`
 names another. Guard the output folder (`io.run_folder.ProductRun`: one writer, idempotent
-reruns, manifest last) and write the products.
+reruns, every file committed together with the manifest) and write the products. A run that
+fails leaves the folder as it was: its staged files and the input caches it created are removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from atmorep_core.data.ingest_plan import IngestOptions, time_runs
 from atmorep_core.data.prepare import prepare
 from atmorep_core.errors import StoreError
+from atmorep_core.inference.experience import check_grib, check_stores
 from atmorep_core.inference.series import InputSeries
 from atmorep_core.inference.trained import TrainedModel, load_trained
 from atmorep_core.io import grib_read
@@ -32,10 +37,13 @@ INPUT_CACHE = ".inputs.zarr"  # GRIB input of one product, one series
 INPUT_FILES = ".inputs"  # GRIB input by file and run of regular steps, named by checksum
 
 Manifest = dict[str, Any]
-# Writes a run's products; returns the files written and the summary for the manifest.
+# Writes a run's products into its staging folder; returns the files written there and the
+# summary for the manifest.
 Make = Callable[[ProductRun], tuple[Sequence[Path], dict[str, Any]]]
 # The products of a run from the model (the job's inputs are read inside).
 Compute = Callable[[TrainedModel], Sequence["Output"]]
+# Refuses a checkpoint that cannot answer the job's question, before any input is read.
+Check = Callable[[TrainedModel], object]
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class ProductJob:
     outputs: OutputOptions = field(default_factory=OutputOptions)
     device: str = "cpu"
     force: bool = False  # recompute even when the outputs are up to date
+    allow_unfamiliar: bool = False  # process input outside the checkpoint's experience
 
     def shared_request(self, trained: TrainedModel) -> dict[str, Any]:
         """What the outputs depend on besides the command's own request."""
@@ -84,6 +93,28 @@ class ProductJob:
                 stores.append(Store.open(cache))
         return InputSeries(stores)
 
+    def familiar(
+        self,
+        trained: TrainedModel,
+        stores: Sequence[Store],
+        first: datetime,
+        last: datetime,
+        whole: bool = True,
+    ) -> tuple[str, ...]:
+        """What in the input from `first` to `last` lies outside the checkpoint's experience
+        (`experience.check_stores`): InputDataError, or the findings if allowed."""
+        return check_stores(
+            trained, stores, first, last, self.statistics_store, self.allow_unfamiliar, whole
+        )
+
+    def familiar_file(
+        self, trained: TrainedModel, source: Path, grid: Store, allow_implausible: bool = False
+    ) -> tuple[str, ...]:
+        """As `familiar`, for a GRIB file that `correct` reads onto the grid of store `grid`."""
+        return check_grib(
+            trained, source, grid, self.statistics_store, self.allow_unfamiliar, allow_implausible
+        )
+
     def statistics(self, trained: TrainedModel) -> Store | None:
         """The store of local normalisation statistics; None if every field is global."""
         if all(f.normalisation != "local" for f in trained.config.fields):
@@ -92,8 +123,9 @@ class ProductJob:
 
 
 def run_product(run: ProductRun, force: bool, make: Make) -> Manifest:
-    """`make` the products under the folder's lock unless an earlier run already did: the
-    manifest, with `"skipped": True` if it was up to date, and the seconds `make` took."""
+    """`make` the products under the folder's lock unless an earlier run already did, and move
+    them into place with their manifest (`ProductRun.finish`): the manifest, with `"skipped":
+    True` if it was up to date, and the seconds `make` took."""
     with run.locked():
         earlier = None if force else run.up_to_date()
         if earlier is not None:
@@ -111,22 +143,33 @@ class Output:
     product: Product
     suffix: str = ""
     maps: bool = True
+    unfamiliar: tuple[str, ...] = ()  # what of its input the checkpoint never saw (allowed)
 
 
-def run_job(job: ProductJob, stem: str, request: dict[str, Any], compute: Compute) -> Manifest:
-    """Load the model, then `compute` the products from the input and write them
-    (`run_product`); `request` is what they depend on besides the job's shared settings."""
+def run_job(
+    job: ProductJob,
+    stem: str,
+    request: dict[str, Any],
+    compute: Compute,
+    check: Check | None = None,
+) -> Manifest:
+    """Load the model (and `check` it), then `compute` the products from the input and write
+    them (`run_product`); `request` is what they depend on besides the job's shared settings."""
     trained = load_trained(job.checkpoint, job.device)
+    if check is not None:
+        check(trained)
     run = ProductRun(job.out, stem, {**job.shared_request(trained), **request})
 
     def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
-        outputs = compute(trained)
-        written = []
-        for output in outputs:
-            named = ProductRun(run.folder, run.stem + output.suffix, run.request)
-            options = job.outputs if output.maps else replace(job.outputs, plot_fields=())
-            written += write_outputs(named, output.product, options)
+        with _new_caches_removed_on_failure(run.folder):
+            outputs = compute(trained)
+            written = []
+            for output in outputs:
+                named = ProductRun(run.folder, run.stem + output.suffix, run.request)
+                options = job.outputs if output.maps else replace(job.outputs, plot_fields=())
+                written += write_outputs(named, output.product, options)
         summary = product_summary(outputs[0].product)
+        summary["unfamiliar"] = list(dict.fromkeys(f for o in outputs for f in o.unfamiliar))
         if len(outputs) > 1:
             summary["products"] = [run.stem + output.suffix for output in outputs]
         return written, summary
@@ -148,6 +191,31 @@ def product_summary(product: Product) -> dict[str, Any]:
 def _grid_summary(grid: ProductGrid) -> dict[str, Any]:
     """The grid's parameters; a regular grid's as before rotated store grids (no pole)."""
     return {key: value for key, value in asdict(grid).items() if value is not None}
+
+
+@contextmanager
+def _new_caches_removed_on_failure(out: Path) -> Iterator[None]:
+    """Remove the input caches a failing run created in `out` (the folder's lock is held)."""
+    before = _input_caches(out)
+    try:
+        yield
+    except BaseException:
+        for path in sorted(_input_caches(out) - before):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _input_caches(out: Path) -> set[Path]:
+    """`.inputs.zarr` with its lock and journal, `.inputs/` and each store (and lock) in it."""
+    if not out.is_dir():
+        return set()
+    found = {p for p in out.iterdir() if p.name.startswith((INPUT_CACHE, INPUT_FILES))}
+    if (out / INPUT_FILES).is_dir():
+        found |= set((out / INPUT_FILES).iterdir())
+    return found
 
 
 def _ingest(paths: Sequence[Path], cache: Path, trained: TrainedModel) -> Store:

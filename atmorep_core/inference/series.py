@@ -36,6 +36,9 @@ class InputSeries:
         """(time,) datetime64[s], sorted: every time some store holds the field at."""
         held = [self._times(store, name) for store in self.stores]
         if not any(len(t) for t in held):
+            for store in self.stores:
+                if store.updating:
+                    raise store.updating_error(f"no committed {name!r} yet")
             raise StoreError(f"{self.paths}: no field {name!r}")
         return np.unique(np.concatenate(held))
 
@@ -52,7 +55,8 @@ class InputSeries:
                 out[:, here] = values
                 todo &= ~here
         if todo.any() or out is None:  # read_window names the times no store holds
-            domain.read(self.first, name, times[todo])
+            updating = [store for store in self.stores if store.updating]
+            domain.read(updating[0] if updating else self.first, name, times[todo])
         assert out is not None
         return out
 

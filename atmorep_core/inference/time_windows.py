@@ -69,7 +69,9 @@ class Window:
 
     def steps(self, time: TimeTokens) -> np.ndarray:
         """Axis indices of the predicted steps, in the order the engine answers them."""
-        offsets = np.add.outer(np.array(self.predicted) * time.steps, np.arange(time.steps))
+        offsets = np.add.outer(
+            np.array(self.predicted, dtype=int) * time.steps, np.arange(time.steps)
+        )
         return self.start + offsets.ravel()
 
 

@@ -1,7 +1,9 @@
 """A trained multiformer ready to answer questions: weights, architecture and what it learned on.
 
 Loaded from a checkpoint (or a run folder's latest one) without its optimizer state; the model
-is put in evaluation mode, so dropout is off and the answer depends only on the inputs.
+is put in evaluation mode, so dropout is off and the answer depends only on the inputs. A
+checkpoint that is missing, corrupt, or whose weights do not fit its configuration raises
+CheckpointError (exit code 4) naming the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import torch
 
-from atmorep_core.errors import ConfigError
+from atmorep_core.errors import CheckpointError, ConfigError
 from atmorep_core.model.config import ModelConfig, model_config_from_dict
 from atmorep_core.model.multiformer import Multiformer
 from atmorep_core.training import checkpoint
@@ -56,13 +58,29 @@ class TrainedModel:
 
 
 def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
-    """The model of a checkpoint folder or run folder; ConfigError if it is not one."""
-    if not path.exists():
-        raise ConfigError(f"--checkpoint {path}: no such run or checkpoint folder")
-    saved = checkpoint.load(path, training_state=False)
-    config = model_config_from_dict(saved.config["model"])
+    """The model of a checkpoint folder or run folder; CheckpointError if it is not one."""
+    folder, _ = checkpoint.read_state(path)
+    saved = checkpoint.load(folder, training_state=False)
+    state_file = folder / checkpoint.STATE
+    config = model_config(folder, saved.config)
     model = Multiformer(config)
-    model.load_state_dict(saved.model)
+    try:
+        model.load_state_dict(saved.model)
+    except RuntimeError as error:  # missing, unexpected or misshapen tensors
+        detail = " ".join(str(error).split()[6:])  # after "Error(s) in loading state_dict for X:"
+        raise CheckpointError(
+            f"{folder / 'model.safetensors'}: does not fit the model of {state_file} "
+            f"({detail[:160]})"
+        ) from None
     model.to(device).eval()
-    folder = checkpoint.latest(path) if (path / checkpoint.LATEST).exists() else path
     return TrainedModel(model, config, saved.normalisation, saved.config, saved.step, folder)
+
+
+def model_config(folder: Path, recipe: dict[str, Any]) -> ModelConfig:
+    """The model configuration of a checkpoint's resolved recipe; CheckpointError if invalid."""
+    try:
+        return model_config_from_dict(recipe["model"])
+    except ConfigError as error:
+        raise CheckpointError(
+            f"{folder / checkpoint.STATE}: its model configuration is invalid: {error}"
+        ) from None

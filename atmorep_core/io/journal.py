@@ -1,12 +1,23 @@
-"""Undo journal that makes each ingest into a local zarr store all-or-nothing.
+"""Undo journal that makes each ingest into a local zarr store all-or-nothing, and tells readers
+what is committed while an ingest runs.
 
-Before an ingest changes the store, the journal copies what the ingest may overwrite: every
+Before an ingest changes the store, the journal keeps what the ingest may overwrite: every
 `zarr.json` (shapes and attributes) and, for each array it appends to or rewrites, the chunk files
 along the first axis from the first chunk it touches. Chunks beyond an array's old end are new and
-need no copy. The manifest is written last, atomically; its presence means "roll back". Rolling
-back restores the copies, deletes chunks and arrays the ingest created, and is itself repeatable,
-so a process killed at any point (even during a rollback) leaves a store that the next run restores
-to its state before the interrupted ingest.
+need no copy. Files are kept as hard links (copies where the file system has none): zarr and
+tensorstore never write into a file but rename a new one over it, so a link keeps the old bytes at
+no cost in space or time. The manifest is written last, atomically; its presence means "an ingest
+is running or was interrupted". Removing it is the commit point.
+
+Rolling back deletes what the ingest created and links the kept files back over the changed ones,
+each replaced atomically: it needs no free space (a full disk is the usual reason to roll back),
+and a reader never sees a committed row change. The kept files go only after the manifest, so a
+rollback is repeatable and a process killed at any point (even during a rollback) leaves a store
+that the next run restores to its state before the interrupted ingest.
+
+Readers use `pending()`: while a manifest exists, the kept root `zarr.json` holds the committed
+attributes (among them the committed time steps, `io.store`), and the kept chunks the committed
+values of the rows the ingest rewrites (statistics of the month it continues).
 """
 
 from __future__ import annotations
@@ -16,10 +27,34 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _MANIFEST = "manifest.json"
+_KEPT = "files"
 _CHUNK_DIR = "c"  # zarr v3 default chunk key encoding: <array>/c/<i0>/<i1>/...
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An ingest in progress (or interrupted) as readers see it: what it keeps and from where."""
+
+    kept: Path  # mirror of the store holding the committed versions of what the ingest changes
+    first_chunks: dict[str, int]  # array path in the store -> first chunk the ingest may change
+    identity: tuple[int, int]  # the manifest's inode and time: another ingest has another
+
+    def root_attributes(self) -> dict[str, Any]:
+        """The committed root attributes; FileNotFoundError once the ingest has finished."""
+        metadata: dict[str, Any] = json.loads((self.kept / "zarr.json").read_text())
+        return dict(metadata.get("attributes", {}))
+
+    def first_row(self, array: str) -> int | None:
+        """From which row on the committed values of `array` are kept; None: it is unchanged."""
+        first_chunk = self.first_chunks.get(array)
+        if first_chunk is None:
+            return None
+        return first_chunk * _rows_per_chunk(self.kept / array)
 
 
 class Journal:
@@ -28,15 +63,25 @@ class Journal:
     def __init__(self, store_path: Path) -> None:
         self.store = store_path
         self.folder = store_path.with_name(store_path.name + ".journal")
+        self.manifest = self.folder / _MANIFEST
+
+    def pending(self) -> Pending | None:
+        """The ingest running or interrupted, if any."""
+        try:
+            with open(self.manifest) as stream:
+                status = os.fstat(stream.fileno())
+                manifest = json.load(stream)
+        except FileNotFoundError:
+            return None
+        identity = (status.st_ino, status.st_mtime_ns)
+        return Pending(self.folder / _KEPT, dict(manifest["first_chunks"]), identity)
 
     def recover(self) -> bool:
         """Undo an interrupted ingest if there was one; True when something was rolled back."""
-        manifest_path = self.folder / _MANIFEST
-        rolled_back = manifest_path.exists()
+        rolled_back = self.manifest.exists()
         if rolled_back:
-            self._roll_back(json.loads(manifest_path.read_text()))
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
+            self._roll_back(json.loads(self.manifest.read_text()))
+        self._remove()
         return rolled_back
 
     @contextmanager
@@ -44,58 +89,93 @@ class Journal:
         """Protect an ingest that writes each array (path relative to the store) from the given
         index on its first axis; an exception inside the block rolls the store back."""
         self.recover()
-        manifest = self._back_up(first_rows)
+        try:
+            manifest = self._back_up(first_rows)
+        except BaseException:
+            self._remove()  # nothing was changed yet
+            raise
         try:
             yield
         except BaseException:
             self._roll_back(manifest)
-            shutil.rmtree(self.folder)
+            self._remove()
             raise
-        (self.folder / _MANIFEST).unlink()  # the commit point
-        shutil.rmtree(self.folder)
+        self._remove()  # the manifest goes first: the commit point
 
-    def _back_up(self, first_rows: Mapping[str, int]) -> dict[str, object]:
+    def _remove(self) -> None:
+        self.manifest.unlink(missing_ok=True)
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+
+    def _back_up(self, first_rows: Mapping[str, int]) -> dict[str, Any]:
         self.folder.mkdir()
+        kept = self.folder / _KEPT
         metadata = sorted(str(p.relative_to(self.store)) for p in self.store.rglob("zarr.json"))
         for relative in metadata:
-            self._copy(self.store / relative, self.folder / "files" / relative)
+            _keep(self.store / relative, kept / relative)
         first_chunks: dict[str, int] = {}
         for array, first_row in first_rows.items():
             if not (self.store / array / "zarr.json").exists():
                 continue  # created by this ingest: the rollback deletes it whole
             first_chunks[array] = first_row // _rows_per_chunk(self.store / array)
-            for chunk in _chunks_from(self.store / array, first_chunks[array]):
-                self._copy(chunk, self.folder / "files" / chunk.relative_to(self.store))
-        manifest: dict[str, object] = {"metadata": metadata, "first_chunks": first_chunks}
+            for entry in _chunks_from(self.store / array, first_chunks[array]):
+                for file in _files(entry):
+                    _keep(file, kept / file.relative_to(self.store))
+        manifest: dict[str, Any] = {"metadata": metadata, "first_chunks": first_chunks}
         temporary = self.folder / (_MANIFEST + ".tmp")
         temporary.write_text(json.dumps(manifest))
         _fsync_file(temporary)
-        os.replace(temporary, self.folder / _MANIFEST)
+        os.replace(temporary, self.manifest)
         return manifest
 
-    def _roll_back(self, manifest: dict[str, object]) -> None:
-        metadata: list[str] = manifest["metadata"]  # type: ignore[assignment]
-        known = set(metadata)
+    def _roll_back(self, manifest: dict[str, Any]) -> None:
+        known = set(manifest["metadata"])
         for created in sorted(self.store.rglob("zarr.json"), key=lambda p: len(p.parts)):
             if created.exists() and str(created.relative_to(self.store)) not in known:
                 shutil.rmtree(created.parent)
-        first_chunks: dict[str, int] = manifest["first_chunks"]  # type: ignore[assignment]
+        kept = self.folder / _KEPT
+        first_chunks: dict[str, int] = manifest["first_chunks"]
         for array, first_chunk in first_chunks.items():
-            for chunk in _chunks_from(self.store / array, first_chunk):
-                shutil.rmtree(chunk) if chunk.is_dir() else chunk.unlink()
-        saved = self.folder / "files"
-        if saved.exists():
-            for backup in saved.rglob("*"):
+            for entry in _chunks_from(self.store / array, first_chunk):
+                _remove_new(entry, kept / entry.relative_to(self.store))
+        if kept.exists():
+            for backup in kept.rglob("*"):
                 if backup.is_file():
-                    self._copy(backup, self.store / backup.relative_to(saved))
+                    _put_back(backup, self.store / backup.relative_to(kept))
 
-    @staticmethod
-    def _copy(source: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, target)
+
+def _keep(source: Path, target: Path) -> None:
+    """A link to `source` at `target` (a copy where links are not possible)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _put_back(backup: Path, target: Path) -> None:
+    """Replace `target` by the kept file in one step; nothing to do where it is unchanged."""
+    if target.exists() and os.path.samefile(backup, target):
+        return
+    temporary = target.with_name(target.name + ".restoring")
+    temporary.unlink(missing_ok=True)
+    _keep(backup, temporary)
+    os.replace(temporary, target)
+
+
+def _remove_new(entry: Path, backup: Path) -> None:
+    """Delete what the ingest added under one chunk entry: everything the journal did not keep
+    (new chunks, and the temporary files of writes a kill interrupted)."""
+    if not backup.exists():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return
+    for file in _files(entry):
+        if not (backup / file.relative_to(entry)).exists():
+            file.unlink()
+
+
+def _files(entry: Path) -> list[Path]:
+    return [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
 
 
 def _rows_per_chunk(array: Path) -> int:
@@ -104,10 +184,17 @@ def _rows_per_chunk(array: Path) -> int:
 
 
 def _chunks_from(array: Path, first_chunk: int) -> list[Path]:
+    """The entries under the array's chunk folder from the given chunk index on (first axis),
+    with the temporary files of interrupted writes to them ("3.<hex>.partial", "3.__lock")."""
     chunk_root = array / _CHUNK_DIR
     if not chunk_root.exists():
         return []
-    return [p for p in chunk_root.iterdir() if p.name.isdigit() and int(p.name) >= first_chunk]
+    found = []
+    for entry in chunk_root.iterdir():
+        index = entry.name.split(".")[0]
+        if index.isdigit() and int(index) >= first_chunk:
+            found.append(entry)
+    return found
 
 
 def _fsync_file(path: Path) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from atmorep_core.errors import AtmorepError
 from atmorep_core.fields import Field, lookup
 from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.filesystem import ensure_folder, writing
 from atmorep_core.rotated_grid import RotatedGrid
 
 PRODUCT_KINDS = ("forecast", "correction", "interpolation", "counterfactual", "downscaling")
@@ -177,14 +178,16 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
     On an error the temporary file is removed and any earlier file at `path` is kept, so nothing
-    half-written ever sits under the final name.
+    half-written ever sits under the final name. A full disk, a read-only file system and the
+    like raise FileSystemError naming `path` (`io.filesystem`).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(final.parent)
     temporary = final.with_name(f"{final.name}.tmp")
     try:
-        yield temporary
-        os.replace(temporary, final)
+        with writing(final):  # inside: a full disk is judged before the temporary is removed
+            yield temporary
+            os.replace(temporary, final)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -1,4 +1,5 @@
-"""Write a product in the formats asked for, each file atomically, into a product run's folder."""
+"""Write a product in the formats asked for into a product run's staging folder, from which
+`ProductRun.finish` moves them into place together with their manifest."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atmorep_core.errors import ConfigError
+from atmorep_core.io.filesystem import writing
 from atmorep_core.io.grib_products import write_grib
 from atmorep_core.io.netcdf import write_netcdf
 from atmorep_core.io.product import Product
@@ -33,14 +35,15 @@ class OutputOptions:
 
 
 def write_outputs(run: ProductRun, product: Product, options: OutputOptions) -> list[Path]:
-    """The paths written: GRIB2 and/or NetCDF, then the maps (in `maps/`)."""
+    """The staged paths written: GRIB2 and/or NetCDF, then the maps (in `maps/STEM/`)."""
     written = []
     if "grib" in options.formats:
-        write_grib(product, run.path(".grib2"), statistics=options.grib_statistics)
-        written.append(run.path(".grib2"))
+        with writing(run.path(".grib2")):
+            write_grib(product, run.staged(".grib2"), statistics=options.grib_statistics)
+        written.append(run.staged(".grib2"))
     if "netcdf" in options.formats:
-        write_netcdf(product, run.path(".nc"))
-        written.append(run.path(".nc"))
+        write_netcdf(product, run.staged(".nc"))
+        written.append(run.staged(".nc"))
     if options.plot_fields:
         written += _maps(run, product, options.plot_fields, options.plot_steps)
     return written
@@ -61,4 +64,4 @@ def _maps(
             raise ConfigError(
                 f"--plot-lead {step}h: not a lead of the product {product.steps_hours}"
             )
-    return plot_maps(product, run.folder / "maps" / run.stem, fields=fields, steps=chosen)
+    return plot_maps(product, run.staging / "maps" / run.stem, fields=fields, steps=chosen)

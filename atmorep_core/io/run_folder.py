@@ -2,9 +2,16 @@
 
 - One writer at a time: a lock file in the folder; a second run on the same folder stops at once
   with StoreBusyError (exit code 5) instead of waiting or interleaving files.
-- Nothing half-written under a final name: every output is written to a temporary name and
-  renamed (`io.product.atomic_output`), and the manifest `STEM.json` is written last. A run
-  killed in between leaves no manifest, so the next run redoes it.
+- Committed together: a run writes every file into the hidden staging folder
+  `.atmorep.staging/` (same layout, same file system) and `finish` moves them into place only
+  when all are written and the manifest `STEM.json` is ready: first the earlier run's outputs
+  are removed, then the manifest goes in, then the products. At no moment is there a file under
+  a final name that the manifest beside it does not list with its checksum; a run killed during
+  the moves leaves a manifest whose outputs are missing, so the next run redoes them.
+- Left as it was: a run that fails (full disk, bad option, missing input) removes its staging
+  folder, so the folder holds what it held before, apart from the empty lock file and the run
+  log's lines. A run killed at any point leaves at most the staging folder, which the next run
+  on the folder removes.
 - Idempotent: a rerun of the same request (same checkpoint, input, options) whose manifest and
   outputs are all there does nothing and reports the earlier run.
 """
@@ -13,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,8 +31,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from atmorep_core.errors import StoreBusyError
-from atmorep_core.io.product import atomic_output
+from atmorep_core.errors import FileSystemError, StoreBusyError
+from atmorep_core.io.filesystem import STAGING, ensure_folder, writing
 
 LOCK_NAME = ".atmorep.lock"
 
@@ -40,33 +49,49 @@ class ProductRun:
     def manifest(self) -> Path:
         return self.folder / f"{self.stem}.json"
 
+    @property
+    def staging(self) -> Path:
+        """Where the run writes its files before `finish` moves them into `folder`."""
+        return self.folder / STAGING
+
     def path(self, suffix: str) -> Path:
         """An output's final path, e.g. `path(".grib2")`."""
         return self.folder / f"{self.stem}{suffix}"
 
+    def staged(self, suffix: str) -> Path:
+        """Where the output `path(suffix)` is written during the run."""
+        return self.staging / f"{self.stem}{suffix}"
+
+    def check_outputs(self, *suffixes: str) -> None:
+        """FileSystemError, before any work, if a final path of these outputs is a folder."""
+        _not_folders([self.path(suffix) for suffix in suffixes])
+
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's lock; StoreBusyError if another run holds it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Hold the folder's lock; StoreBusyError if another run holds it. The staging folder is
+        cleared on entry (a killed run's) and on exit (this run's, committed or not)."""
+        ensure_folder(self.folder)
         lock = FileLock(self.folder / LOCK_NAME)
         try:
-            lock.acquire(timeout=0)
+            with writing(self.folder / LOCK_NAME):
+                lock.acquire(timeout=0)
         except Timeout:
             raise StoreBusyError(
                 f"{self.folder}: another atmorep run is writing there ({LOCK_NAME} is held)"
             ) from None
         try:
+            self._clear_staging()
             yield
         finally:
-            lock.release()
+            try:
+                self._clear_staging()
+            finally:
+                lock.release()
 
     def up_to_date(self) -> dict[str, Any] | None:
         """The earlier run's manifest if it answered this request and its outputs are intact."""
-        try:
-            manifest: dict[str, Any] = json.loads(self.manifest.read_text())
-        except (OSError, ValueError):
-            return None
-        if manifest.get("request") != _plain(self.request):
+        manifest = self._earlier()
+        if manifest is None or manifest.get("request") != _plain(self.request):
             return None
         for name, digest in manifest.get("outputs", {}).items():
             output = self.folder / name
@@ -74,17 +99,62 @@ class ProductRun:
                 return None
         return manifest
 
-    def finish(self, outputs: Sequence[Path], summary: dict[str, Any]) -> dict[str, Any]:
-        """Record the outputs (with checksums) and the summary in the manifest, atomically."""
+    def finish(self, staged: Sequence[Path], summary: dict[str, Any]) -> dict[str, Any]:
+        """Record the staged outputs (with checksums) and the summary in the manifest, then move
+        the manifest and the outputs into place."""
+        names = [str(p.relative_to(self.staging)) for p in staged]
         manifest = {
             "request": _plain(self.request),
-            "outputs": {str(p.relative_to(self.folder)): _sha256(p) for p in outputs},
+            "outputs": {name: _sha256(p) for name, p in zip(names, staged, strict=True)},
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             **summary,
         }
-        with atomic_output(self.manifest) as temporary:
-            temporary.write_text(json.dumps(manifest, indent=1))
+        staged_manifest = self.staging / self.manifest.name
+        with writing(self.manifest):
+            staged_manifest.write_text(json.dumps(manifest, indent=1))
+        self._commit([self.manifest.name, *names])
         return manifest
+
+    def _commit(self, names: Sequence[str]) -> None:
+        """Move the staged files `names` (the manifest first) into place, after removing the
+        earlier run's outputs; nothing is touched if a final path is a folder."""
+        finals = [self.folder / name for name in names]
+        _not_folders(finals)
+        for final in finals:
+            ensure_folder(final.parent)
+        for old in self._earlier_outputs() | set(finals[1:]):
+            with writing(old):
+                old.unlink(missing_ok=True)
+        for name, final in zip(names, finals, strict=True):
+            with writing(final):
+                os.replace(self.staging / name, final)
+
+    def _earlier(self) -> dict[str, Any] | None:
+        try:
+            manifest = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest if isinstance(manifest, dict) else None
+
+    def _earlier_outputs(self) -> set[Path]:
+        """The files the earlier manifest lists that lie inside the folder (a manifest cannot
+        make a run remove anything else)."""
+        outputs = (self._earlier() or {}).get("outputs")
+        names = outputs if isinstance(outputs, dict) else {}
+        inside = {(self.folder / str(name)).resolve() for name in names}
+        folder = self.folder.resolve()
+        return {p for p in inside if p.is_relative_to(folder) and p.is_file()}
+
+    def _clear_staging(self) -> None:
+        if self.staging.exists():
+            with writing(self.staging):
+                shutil.rmtree(self.staging)
+
+
+def _not_folders(paths: Sequence[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            raise FileSystemError(f"cannot write {path}: it is a folder")
 
 
 def _plain(request: dict[str, Any]) -> Any:
@@ -93,8 +163,5 @@ def _plain(request: dict[str, Any]) -> Any:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()

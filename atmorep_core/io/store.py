@@ -1,6 +1,7 @@
 """The training store: a local zarr v3 hierarchy with one group per field.
 
-    STORE.zarr/                 attrs: format_version, grid, sources (ingested files + checksums)
+    STORE.zarr/                 attrs: format_version, grid, sources (ingested files + checksums),
+                                committed_times (time steps of each field that readers see)
       lat, lon                  coordinates of the shared regular lat-lon grid (on a grid
                                 regular in a rotated frame, grid type rotated_ll: the rotated
                                 axes; `grid.LatLonGrid.geographic` gives each point's position)
@@ -22,6 +23,19 @@ precipitation) hold NaN in `data` where the input had none; their statistics lea
 point's local count is local_count minus local_missing, and `FieldArrays.missing_mask` gives the
 points missing at any time. Stores written before these arrays existed read as having none.
 
+Readers see only committed data. An ingest extends the time axis before it writes the rows, so
+the root attribute `committed_times` (written with `sources` as the ingest's last change, one
+atomic file) says how many time steps of each field are committed, and a field not in it does
+not exist for readers. While an ingest runs (or after it was killed, until the next `prepare`
+rolls it back) its undo journal (`io.journal`) holds the committed root attributes and the
+committed values of every statistics row it rewrites, and readers take them from there. Rows
+below the committed extent are never changed in place: they are read from the store at any time.
+A reader that needs more than is committed while an ingest runs gets StoreUpdatingError (retry).
+Stores written before `committed_times` existed show their whole time axis.
+
+A missing or corrupt `zarr.json` (root, field or array) is a StoreError naming it; paths are
+resolved before they reach tensorstore, which refuses `..`.
+
 zarr-python makes the hierarchy and handles the small arrays; the large ones are read and written
 through tensorstore, which handles sharded arrays 20-30x faster (measured on a 0.25-degree grid:
 writing 24 global hours 0.5 s against 9.6 s, reading a 36 h x 54 x 108 window 3 ms against 84 ms).
@@ -29,20 +43,27 @@ writing 24 global hours 0.5 s against 9.6 s, reading a 36 h x 54 x 108 window 3 
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import re
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorstore as ts
 import zarr
 from zarr.codecs import BloscCodec
 
-from atmorep_core.errors import StoreError
+from atmorep_core.errors import FileSystemError, StoreError, StoreUpdatingError
 from atmorep_core.grid import LatLonGrid
+from atmorep_core.io import filesystem
+from atmorep_core.io.journal import Journal, Pending
 
 FORMAT_VERSION = 1
 # Inner chunks small enough that a neighbourhood of 36 h x 54 x 108 points reads little more than
@@ -52,6 +73,13 @@ SHARD = (24, 1, 144, 288)
 _COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 _MISSING = "stats/local_missing"
+_ARRAYS = (
+    "data", "time", "level", "stats/global_count", "stats/global_mean", "stats/global_m2",
+    "stats/month", "stats/local_count", "stats/local_mean", "stats/local_m2",
+)  # fmt: skip
+COMMITTED_TIMES = "committed_times"  # root attribute: {field: time steps readers see}
+_ATTEMPTS = 5  # reads retried when an ingest commits or starts during them
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -68,22 +96,41 @@ class FieldMeta:
 
 
 class FieldArrays:
-    """One field's arrays, read lazily; `times` and `levels` are loaded once."""
+    """One field's arrays, read lazily; `times` and `levels` are loaded once.
 
-    def __init__(self, group: zarr.Group, folder: Path) -> None:
+    A reader's view (`journal` given) shows the committed time steps (`extent`) and the committed
+    statistics; the writer's (`journal` None) everything, its own changes included."""
+
+    def __init__(
+        self,
+        group: zarr.Group,
+        folder: Path,
+        extent: int | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.group = group
         self.folder = folder  # the group's directory, for tensorstore
         self.name = str(group.basename)
+        self.extent = extent  # committed time steps; None: the whole time axis
+        self.journal = journal
 
     def array(self, path: str) -> zarr.Array:
         """One of the field's arrays by its path inside the group, e.g. "stats/month"."""
-        found = self.group[path]
+        with _metadata_errors(self.folder / path):
+            found = self.group[path]
         if not isinstance(found, zarr.Array):
             raise StoreError(f"field {self.name}: {path} is not an array")
         return found
 
+    def check_metadata(self) -> None:
+        """StoreError naming the first of the field's arrays whose zarr.json is missing or
+        corrupt, before a reader or an ingest meets it halfway."""
+        for path in _ARRAYS:
+            self.array(path)
+
     def read(self, path: str) -> np.ndarray:
-        return np.asarray(self.array(path)[...])
+        """One of the field's small arrays, whole, as committed."""
+        return self._stable(lambda pending: self._read(path, pending))
 
     @cached_property
     def meta(self) -> FieldMeta:
@@ -100,7 +147,8 @@ class FieldArrays:
 
     @cached_property
     def times(self) -> np.ndarray:
-        return _EPOCH + self.read("time").astype("timedelta64[s]")
+        seconds = self.read("time")
+        return _EPOCH + seconds[: self.extent].astype("timedelta64[s]")
 
     @cached_property
     def levels(self) -> np.ndarray:
@@ -118,19 +166,11 @@ class FieldArrays:
     @property
     def has_missing_counts(self) -> bool:
         """Whether the field may hold NaN (its statistics count missing values per point)."""
-        return _MISSING in self.group
+        return self._stable(self._has_missing)
 
     def missing_mask(self, level_index: np.ndarray | None = None) -> np.ndarray | None:
         """(level, lat, lon) True where a point is missing at some time; None if never any."""
-        if not self.has_missing_counts:
-            return None
-        missing = self.fast(_MISSING)
-        levels = slice(None) if level_index is None else level_index
-        mask: np.ndarray | None = None
-        for row in range(missing.shape[0]):  # a month at a time: bounded memory
-            month = np.asarray(missing[row].read().result())[levels] > 0
-            mask = month if mask is None else mask | month
-        return mask if mask is not None and mask.any() else None
+        return self._stable(lambda pending: self._missing_mask(level_index, pending))
 
     def ensure_missing_counts(self) -> None:
         """Add zero missing counts to a field made before they existed (it holds no NaN)."""
@@ -148,44 +188,103 @@ class FieldArrays:
 
     def global_norm(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation per level over everything ingested."""
-        count = self.read("stats/global_count")
-        m2 = self.read("stats/global_m2")
-        return self.read("stats/global_mean"), np.sqrt(m2 / np.maximum(count, 1))
+        names = ("stats/global_count", "stats/global_mean", "stats/global_m2")
+        count, mean, m2 = self._stable(lambda pending: [self._read(n, pending) for n in names])
+        return mean, np.sqrt(m2 / np.maximum(count, 1))
 
     def local_norm(self, yyyymm: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation per level and grid point of one month, (level, lat, lon)."""
-        where = np.flatnonzero(self.months == yyyymm)
+        return self._stable(lambda pending: self._local_norm(yyyymm, pending))
+
+    def _local_norm(self, yyyymm: int, pending: Pending | None) -> tuple[np.ndarray, np.ndarray]:
+        where = np.flatnonzero(self._read("stats/month", pending) == yyyymm)
         if where.size == 0:
             raise StoreError(f"field {self.name}: no statistics for month {yyyymm}")
         row = int(where[0])
-        count: float | np.ndarray = float(self.read("stats/local_count")[row])
-        if self.has_missing_counts:
-            count = count - self.fast(_MISSING)[row].read().result()
-        mean = self.fast("stats/local_mean")[row].read().result()
-        m2 = self.fast("stats/local_m2")[row].read().result()
+        count: float | np.ndarray = float(self._read("stats/local_count", pending)[row])
+        if self._has_missing(pending):
+            count = count - self._row(_MISSING, row, pending)
+        mean = self._row("stats/local_mean", row, pending)
+        m2 = self._row("stats/local_m2", row, pending)
         return mean, np.sqrt(m2 / np.maximum(count, 1.0))
+
+    def _missing_mask(
+        self, level_index: np.ndarray | None, pending: Pending | None
+    ) -> np.ndarray | None:
+        if not self._has_missing(pending):
+            return None
+        levels = slice(None) if level_index is None else level_index
+        mask: np.ndarray | None = None
+        for row in range(len(self._read("stats/month", pending))):  # bounded memory
+            month = self._row(_MISSING, row, pending)[levels] > 0
+            mask = month if mask is None else mask | month
+        return mask if mask is not None and mask.any() else None
+
+    def _stable(self, read: Callable[[Pending | None], _T]) -> _T:
+        """`read` of the committed state, repeated if an ingest started, committed or rolled
+        back meanwhile; the writer reads its own state."""
+        if self.journal is None:
+            return read(None)
+        return stable_read(self.journal, read)
+
+    def _kept(self, path: str, row: int, pending: Pending | None) -> Path | None:
+        """Where the journal keeps the committed `row` of an array the ingest rewrites."""
+        if pending is None:
+            return None
+        first = pending.first_row(f"{self.name}/{path}")
+        return None if first is None or row < first else pending.kept / self.name / path
+
+    def _read(self, path: str, pending: Pending | None) -> np.ndarray:
+        """A small array as committed: rows the running ingest rewrites from the journal."""
+        live = np.asarray(self.array(path)[...])
+        first = None if pending is None else pending.first_row(f"{self.name}/{path}")
+        if first is None:
+            return live
+        kept = self._kept(path, first, pending)
+        assert kept is not None
+        with _metadata_errors(kept):
+            committed = np.asarray(zarr.open_array(str(kept), mode="r")[first:])
+        return np.concatenate([live[:first], committed])
+
+    def _row(self, path: str, row: int, pending: Pending | None) -> np.ndarray:
+        """One row (month) of a sharded statistics array as committed."""
+        source = self._kept(path, row, pending) or self.folder / path
+        return np.asarray(open_fast(source)[row].read().result())
+
+    def _has_missing(self, pending: Pending | None) -> bool:
+        if pending is not None and f"{self.name}/data" in pending.first_chunks:
+            return (pending.kept / self.name / _MISSING / "zarr.json").exists()
+        return _MISSING in self.group
 
 
 class Store:
-    """An opened training store."""
+    """An opened training store: a writer's (`prepare`) or a reader's view of the committed data."""
 
-    def __init__(self, path: Path, root: zarr.Group) -> None:
+    def __init__(self, path: Path, root: zarr.Group, committed: _Committed | None = None) -> None:
         self.path = path
         self.root: zarr.Group = root
+        self.journal = Journal(path)
+        self._committed = committed  # None: the writer, who sees everything
 
     @classmethod
     def open(cls, path: Path, writable: bool = False) -> Store:
-        if not (path / "zarr.json").exists():
+        path = path.resolve()  # tensorstore refuses paths with '..'
+        if not (path / "zarr.json").is_file():
             raise StoreError(f"{path}: not an atmorep store (no zarr.json); run 'atmorep prepare'")
-        root = zarr.open_group(str(path), mode="r+" if writable else "r")
+        with _metadata_errors(path):
+            root = zarr.open_group(str(path), mode="r+" if writable else "r")
         version = root.attrs.get("format_version")
         if version != FORMAT_VERSION:
             raise StoreError(f"{path}: store format {version}, this atmorep reads {FORMAT_VERSION}")
-        return cls(path, root)
+        store = cls(path, root, None if writable else _committed(path))
+        for name in sorted({*store.fields, *store.attributes.get(COMMITTED_TIMES, {})}):
+            store._arrays(name).check_metadata()
+        return store
 
     @classmethod
     def create(cls, path: Path, grid: LatLonGrid) -> Store:
         """A new empty store; built under a temporary name and renamed, so never half-made."""
+        path = path.resolve()
         if path.exists():
             raise StoreError(f"{path}: exists and is not an atmorep store")
         building = path.with_name(path.name + ".creating")
@@ -196,32 +295,89 @@ class Store:
             "sources": [],
             "conventions": "time in seconds since 1970-01-01T00:00:00Z",
         }
-        root = zarr.open_group(str(building), mode="w", attributes=attrs)
-        root.create_array("lat", data=grid.lat_axis.astype("float64"), dimension_names=["lat"])
-        root.create_array("lon", data=grid.lon_axis.astype("float64"), dimension_names=["lon"])
-        os.replace(building, path)
+        try:
+            root = zarr.open_group(str(building), mode="w", attributes=attrs)
+            root.create_array("lat", data=grid.lat_axis.astype("float64"), dimension_names=["lat"])
+            root.create_array("lon", data=grid.lon_axis.astype("float64"), dimension_names=["lon"])
+            os.replace(building, path)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
         return cls.open(path, writable=True)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The root's attributes: as committed for a reader, as they are for the writer."""
+        if self._committed is not None:
+            return self._committed.attributes
+        return dict(self.root.attrs)
 
     @cached_property
     def grid(self) -> LatLonGrid:
-        attrs: dict[str, Any] = dict(self.root.attrs)
-        return LatLonGrid.from_attrs(attrs["grid"])
+        return LatLonGrid.from_attrs(self.attributes["grid"])
 
     @property
     def fields(self) -> list[str]:
-        return sorted(name for name, _ in self.root.groups())
+        times = None if self._committed is None else self._committed.times
+        if times is not None:
+            return sorted(times)
+        return self._groups()
+
+    def _groups(self) -> list[str]:
+        """The field groups on disk, each zarr.json read on its own so that a damaged one is
+        named (a folder without zarr.json is no field: `open` names a committed one)."""
+        names = []
+        for metadata in self.path.glob("*/zarr.json"):
+            with _metadata_errors(metadata.parent):
+                node = json.loads(metadata.read_text())
+            if isinstance(node, dict) and node.get("node_type") == "group":
+                names.append(metadata.parent.name)
+        return sorted(names)
+
+    @property
+    def updating(self) -> bool:
+        """Whether an ingest is running (or was interrupted and awaits its rollback)."""
+        return self.journal.pending() is not None
+
+    def updating_error(self, what: str) -> StoreUpdatingError:
+        return StoreUpdatingError(
+            f"{self.path}: store being updated by another run, retry ({what})"
+        )
 
     def field(self, name: str) -> FieldArrays:
         if name not in self.fields:
+            if self.updating:
+                raise self.updating_error(f"field {name!r} is not committed yet")
             raise StoreError(f"{self.path}: no field {name!r} (has: {', '.join(self.fields)})")
-        group = self.root[name]
-        assert isinstance(group, zarr.Group)
-        return FieldArrays(group, self.path / name)
+        return self._arrays(name)
+
+    def _arrays(self, name: str) -> FieldArrays:
+        with _metadata_errors(self.path / name):
+            group = self.root[name]
+        if not isinstance(group, zarr.Group):
+            raise StoreError(f"{self.path / name}: not a field group")
+        if self._committed is None:
+            return FieldArrays(group, self.path / name)
+        extent = None if self._committed.times is None else self._committed.times[name]
+        return FieldArrays(group, self.path / name, extent, self.journal)
 
     @property
     def sources(self) -> list[dict[str, Any]]:
-        attrs: dict[str, Any] = dict(self.root.attrs)
-        return list(attrs.get("sources", []))
+        return list(self.attributes.get("sources", []))
+
+    def commit_sources(self, sources: list[dict[str, Any]]) -> None:
+        """Record the ingested files with every field's time steps: the ingest's last change,
+        one atomic write of the root's metadata, after which readers may see its data."""
+        times = {name: int(self.field(name).array("time").shape[0]) for name in self.fields}
+        self.root.update_attributes({"sources": sources, COMMITTED_TIMES: times})
+
+    def record_committed_times(self) -> None:
+        """Record what is committed now where nothing is recorded (a new store, or one written
+        before `committed_times` existed), before an ingest: its readers then see only that.
+        A store without the record shows its whole time axis (stores written through this API
+        alone, without `prepare`)."""
+        if COMMITTED_TIMES not in self.root.attrs:
+            self.commit_sources(self.sources)
 
     def add_field(
         self, meta: FieldMeta, levels: np.ndarray, allows_missing: bool = False
@@ -274,13 +430,143 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def tensorstore_spec(array_path: Path) -> dict[str, Any]:
-    """How tensorstore opens one array of a store on the local file system."""
-    return {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(array_path)}}
+    """How tensorstore opens one array of a store on the local file system (which refuses a
+    path with '..' in it: resolved here)."""
+    return {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(array_path.resolve())}}
 
 
 def open_fast(array_path: Path) -> ts.TensorStore:
-    return ts.open(tensorstore_spec(array_path), open=True).result()
+    try:
+        return ts.open(tensorstore_spec(array_path), open=True).result()
+    except ValueError as error:
+        raise StoreError(f"{array_path}: missing or corrupt zarr.json ({_short(error)})") from error
+
+
+def write_rows(array: ts.TensorStore, start: int, values: np.ndarray) -> Callable[[], None]:
+    """Start writing `values` into `array` from row `start`, one write per shard file; the
+    function returned waits for all and raises the first failure only when none is in flight
+    any more. (A single write over many shards reports a full disk at its first failure while
+    the others go on, and a late one would land after the rollback.)"""
+    shard = _shard_shape(array)
+    region = [(start, start + len(values)), *((0, n) for n in values.shape[1:])]
+    pieces = [
+        _shard_pieces(low, high, size) for (low, high), size in zip(region, shard, strict=True)
+    ]
+    futures = []
+    for box in itertools.product(*pieces):
+        target = tuple(slice(low, high) for low, high in box)
+        source = (slice(box[0][0] - start, box[0][1] - start), *target[1:])
+        futures.append(array[target].write(values[source]))
+
+    def wait() -> None:
+        failures = []
+        for future in futures:
+            try:
+                future.result()
+            except Exception as failure:  # the first is raised once all are done
+                failures.append(failure)
+        if failures:
+            raise failures[0]
+
+    return wait
+
+
+def _shard_shape(array: ts.TensorStore) -> tuple[int, ...]:
+    layout = array.chunk_layout.write_chunk.shape
+    assert layout is not None and None not in layout, "the store's arrays are sharded"
+    return tuple(int(n) for n in layout if n is not None)
+
+
+def _shard_pieces(low: int, high: int, size: int) -> list[tuple[int, int]]:
+    """[low, high) cut at multiples of `size`."""
+    cuts = [low, *range((low // size + 1) * size, high, size), high]
+    return list(itertools.pairwise(cuts))
 
 
 def seconds_since_epoch(times: np.ndarray) -> np.ndarray:
     return (times.astype("datetime64[s]") - _EPOCH).astype("int64")
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """What readers see of the root: its committed attributes and time steps per field."""
+
+    attributes: dict[str, Any]
+    times: dict[str, int] | None  # None: a store from before they were recorded: all
+
+
+def _committed(path: Path) -> _Committed:
+    def read(pending: Pending | None) -> _Committed:
+        if pending is not None:
+            attributes = pending.root_attributes()
+        else:
+            with _metadata_errors(path / "zarr.json"):
+                attributes = json.loads((path / "zarr.json").read_text())["attributes"]
+        times = attributes.get(COMMITTED_TIMES)
+        return _Committed(
+            attributes, None if times is None else {k: int(v) for k, v in times.items()}
+        )
+
+    return stable_read(Journal(path), read)
+
+
+def stable_read(journal: Journal, read: Callable[[Pending | None], _T]) -> _T:
+    """`read(pending)` of a store's committed state, done again if an ingest started, committed
+    or rolled back while it ran (the journal's manifest or the root's metadata changed);
+    StoreUpdatingError if that keeps happening."""
+    for _ in range(_ATTEMPTS):
+        before = journal.pending()
+        version = _version(journal, before)
+        try:
+            value = read(before)
+        except (FileNotFoundError, StoreError):
+            if _version(journal, journal.pending()) == version:
+                raise  # not the journal going while it was read from
+            continue
+        if _version(journal, journal.pending()) == version:
+            return value
+    raise StoreUpdatingError(f"{journal.store}: store being updated by another run, retry")
+
+
+def _version(journal: Journal, pending: Pending | None) -> tuple[int, ...]:
+    if pending is not None:
+        return pending.identity
+    try:
+        root = os.stat(journal.store / "zarr.json")
+    except FileNotFoundError:
+        return ()
+    return (root.st_ino, root.st_mtime_ns)  # a commit replaces the root's metadata
+
+
+@contextmanager
+def _metadata_errors(where: Path) -> Iterator[None]:
+    """A missing or unreadable zarr.json as one StoreError naming where."""
+    try:
+        yield
+    except KeyError as error:
+        raise StoreError(
+            f"{where}: no zarr.json (a damaged store: restore or rebuild it)"
+        ) from error
+    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        raise StoreError(f"{where}: corrupt zarr.json ({_short(error)})") from error
+
+
+def _short(error: Exception) -> str:
+    """An error's message without tensorstore's spec dump."""
+    return str(error).split(" [tensorstore_spec=")[0]
+
+
+_TENSORSTORE_OS_ERROR = re.compile(r'local file "([^"]+)".*\[os_error_code=.(\d+).\]')
+
+
+def filesystem_error(error: BaseException, where: Path) -> FileSystemError | None:
+    """The FileSystemError for an OSError of the environment (full disk, read-only file system,
+    permissions, wrong file types; `io.filesystem`), also where tensorstore reports one as a
+    ValueError; None for anything else. `where` names the path when the error does not."""
+    if isinstance(error, ValueError) and (found := _TENSORSTORE_OS_ERROR.search(str(error))):
+        code = int(found.group(2))
+        error = OSError(code, os.strerror(code), found.group(1))
+    if not filesystem.is_environmental(error):
+        return None
+    assert isinstance(error, OSError)
+    return FileSystemError(filesystem.describe(error, error.filename or where))

@@ -1,4 +1,5 @@
-"""What a store holds, as plain data for tables and JSON (`atmorep info`)."""
+"""What a store holds, as plain data for tables and JSON (`atmorep info`): what is committed,
+also while another run ingests into it (`updating`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class StoreSummary:
     size_bytes: int
     sources: int
     fields: list[FieldSummary]
+    updating: bool  # an ingest is running (or awaits its rollback): shown is what is committed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,12 +53,13 @@ class StoreSummary:
 def summarize(store: Store) -> StoreSummary:
     return StoreSummary(
         path=str(store.path),
-        format_version=int(store.root.attrs["format_version"]),  # type: ignore[arg-type]
+        format_version=int(store.attributes["format_version"]),
         grid=store.grid.to_attrs(),
         grid_description=store.grid.describe(),
         size_bytes=_size_on_disk(store.path),
         sources=len(store.sources),
         fields=[_field_summary(store, name) for name in store.fields],
+        updating=store.updating,
     )
 
 

@@ -10,7 +10,9 @@ A checkpoint is a folder `step-00001234/` inside a run folder:
 
 It is written under a temporary name and renamed, then `latest` (a text file naming the newest
 folder) is replaced atomically, so a run killed while saving keeps its previous checkpoint.
-Loading reads only safetensors and JSON: it never unpickles code.
+Loading reads only safetensors and JSON: it never unpickles code. A folder that is not a
+checkpoint, a `latest` naming nothing, and a missing, truncated or corrupt file raise
+CheckpointError (exit code 4) naming the file.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from atmorep_core.errors import ConfigError
+from atmorep_core.errors import CheckpointError
 
 FORMAT_VERSION = 1
 LATEST = "latest"
+STATE = "state.json"
+# What every state.json holds; a run's --resume also needs TRAINING_KEYS.
+STATE_KEYS = ("step", "config", "normalisation", "data_window")
+TRAINING_KEYS = ("optimizer", "scheduler", "numpy_rng")
 
 
 @dataclass
@@ -70,7 +77,7 @@ def save(run: Path, checkpoint: Checkpoint) -> Path:
         "scheduler": checkpoint.scheduler,
         "numpy_rng": checkpoint.numpy_rng,
     }
-    (building / "state.json").write_text(json.dumps(state, indent=1))
+    (building / STATE).write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(building, final)
     _write_atomically(run / LATEST, final.name)
@@ -82,34 +89,83 @@ def load(path: Path, training_state: bool = True) -> Checkpoint:
 
     `training_state=False` skips the optimizer and RNG files (products need only the weights).
     """
-    folder = latest(path) if (path / LATEST).exists() else path
-    if not (folder / "state.json").exists():
-        raise ConfigError(f"{path}: not a checkpoint or run folder (no state.json, no latest)")
-    state = json.loads((folder / "state.json").read_text())
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{folder}: checkpoint format {state.get('format_version')}")
+    folder, state = read_state(path)
+    if training_state:
+        _require(folder / STATE, state, TRAINING_KEYS)
     saved = Checkpoint(
-        step=int(state["step"]),
-        model=load_file(str(folder / "model.safetensors")),
+        step=state["step"],
+        model=_tensors(folder / "model.safetensors"),
         config=state["config"],
         normalisation=state["normalisation"],
         data_window=state["data_window"],
     )
     if training_state:
-        optimizer_tensors = load_file(str(folder / "optimizer.safetensors"))
-        saved.optimizer = _join_optimizer(optimizer_tensors, state["optimizer"])
+        optimizer_tensors = _tensors(folder / "optimizer.safetensors")
+        try:
+            saved.optimizer = _join_optimizer(optimizer_tensors, state["optimizer"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(
+                f"{folder}: optimizer.safetensors and the optimizer in {STATE} do not match "
+                f"({error!r})"
+            ) from None
         saved.scheduler = state["scheduler"]
-        saved.torch_rng = load_file(str(folder / "rng.safetensors"))
+        saved.torch_rng = _tensors(folder / "rng.safetensors")
         saved.numpy_rng = state["numpy_rng"]
     return saved
+
+
+def read_state(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint folder of `path` (itself or a run's latest) and its state.json, without
+    reading any tensor: products check a request against the config before loading weights."""
+    if not path.is_dir():
+        what = "not a folder" if path.exists() else "no such folder"
+        raise CheckpointError(f"{path}: not a run or checkpoint folder ({what})")
+    folder = latest(path) if (path / LATEST).exists() else path
+    file = folder / STATE
+    if not file.is_file():
+        raise CheckpointError(f"{path}: not a checkpoint or run folder (no {STATE}, no {LATEST})")
+    try:
+        state = json.loads(file.read_bytes())
+    except ValueError as error:  # JSON or UTF-8
+        raise CheckpointError(f"{file}: corrupt ({error})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        found = state.get("format_version") if isinstance(state, dict) else None
+        raise CheckpointError(
+            f"{file}: checkpoint format {found}, this atmorep reads {FORMAT_VERSION}"
+        )
+    _require(file, state, STATE_KEYS)
+    if not isinstance(state["step"], int) or not isinstance(state["config"].get("model"), dict):
+        raise CheckpointError(f"{file}: corrupt (no step number or no model configuration)")
+    return folder, state
 
 
 def latest(run: Path) -> Path:
     """The newest complete checkpoint folder of a run."""
     pointer = run / LATEST
-    if not pointer.exists():
-        raise ConfigError(f"{run}: no checkpoint yet (no '{LATEST}' file)")
-    return run / pointer.read_text().strip()
+    if not pointer.is_file():
+        raise CheckpointError(f"{run}: no checkpoint yet (no '{LATEST}' file)")
+    name = pointer.read_text(errors="replace").strip()
+    folder = run / name
+    # `latest` names a folder of the run itself, never a path elsewhere.
+    if not name or Path(name).name != name or not folder.is_dir():
+        raise CheckpointError(f"{pointer}: names {name!r}, which is not a checkpoint of {run}")
+    return folder
+
+
+def _require(file: Path, state: dict[str, Any], keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if key not in state]
+    if missing or not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{file}: corrupt (lacks {', '.join(missing) or 'config'})")
+
+
+def _tensors(file: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; CheckpointError if it is missing, truncated or not one."""
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing from the checkpoint")
+    try:
+        return load_file(str(file))
+    except SafetensorError as error:
+        raise CheckpointError(f"{file}: not a complete safetensors file ({error})") from None
 
 
 def _split_optimizer(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
 from atmorep_core.config_errors import validate_section
 from atmorep_core.errors import ConfigError
@@ -44,6 +44,13 @@ class DataSection(BaseModel):
     """The held-back times validation reads; None: no validation."""
     reader: Literal["auto", "zarr", "tensorstore"] = "auto"
     """Array reader of the sampler (tensorstore is much faster; same values)."""
+
+    @field_validator("store", "target")
+    @classmethod
+    def _resolved(cls, path: Path | None) -> Path | None:
+        """Absolute (`..`, `~` and symlinks resolved): tensorstore refuses `..`, and checkpoints
+        record the store for products run from any folder."""
+        return None if path is None else path.expanduser().resolve()
 
 
 class TrainingSection(BaseModel):

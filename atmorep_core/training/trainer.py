@@ -3,12 +3,17 @@
 Every step reads its samples by global index (data/dataset.py) and draws its masking from a
 generator seeded by (seed, step), and checkpoints hold the optimizer, schedule and RNG states:
 so a run resumed from a checkpoint makes exactly the steps the uninterrupted run would have made.
+
+A run folder holds one run: `plan_start` refuses a folder with checkpoints unless the run resumes
+them or restarts, and a run that does not resume clears what an earlier run wrote there before
+its first write (never before: a run refused while setting up leaves the folder as it was).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import sys
 import time
@@ -25,6 +30,7 @@ import yaml
 from atmorep_core.data.batch import Batch
 from atmorep_core.data.dataset import IndexedNeighbourhoods, StepIndices, make_loader
 from atmorep_core.data.sampler import NeighbourhoodSampler, SamplerConfig
+from atmorep_core.errors import ConfigError
 from atmorep_core.io.store import Store
 from atmorep_core.model.assembly import FieldState
 from atmorep_core.model.config import model_config_from_dict
@@ -40,6 +46,8 @@ from atmorep_core.training.validation import move, validate
 # Fault injection for the resume test: SIGKILL the process after this step (and its checkpoint).
 _KILL_AFTER_STEP = "ATMOREP_TEST_KILL_AFTER_STEP"
 _LOGS = ("metrics.csv", "validation.csv")
+# What a run writes into its folder besides its checkpoints (step-N/): cleared by a new run.
+_RUN_FILES = (checkpoint.LATEST, f"{checkpoint.LATEST}.tmp", "recipe.yaml", *_LOGS, "tensorboard")
 _ENCODER_PARTS = ("embedding", "encoder")  # what encoder_lr_scale slows or freezes
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 MMAP_THRESHOLD = 1 << 20  # bytes: allocations from this size up get their own mmap
@@ -55,6 +63,34 @@ class StepReport:
     field_losses: dict[str, float]
     learning_rate: float
     tokens_per_second: float
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """How a run begins in its folder (`plan_start`)."""
+
+    resume: bool  # continue from the folder's latest checkpoint; else clear the folder first
+    note: str | None = None  # for the user, where the run does otherwise than asked
+
+
+def plan_start(run: Path, resume: bool = False, restart: bool = False) -> RunStart:
+    """How to begin in `run` for --resume / --restart; ConfigError if the folder holds
+    checkpoints and neither is given, so that two runs never mix in one folder."""
+    if resume and restart:
+        raise ConfigError("--resume and --restart: choose one (continue the run, or start again)")
+    if resume:
+        if (run / checkpoint.LATEST).exists():
+            return RunStart(resume=True)
+        return RunStart(
+            False, f"--resume: {run} holds no checkpoint yet; training starts at step 0"
+        )
+    saved = sorted(p.name for p in run.glob("step-*"))
+    if saved and not restart:
+        raise ConfigError(
+            f"--run-dir {run}: holds a run (checkpoints up to {saved[-1]}); --resume continues it, "
+            "--restart clears its checkpoints, metrics and logs and starts again"
+        )
+    return RunStart(resume=False)
 
 
 @dataclass
@@ -85,16 +121,17 @@ class _Run:
 def train(
     recipe: TrainRecipe,
     run: Path,
-    resume: bool = False,
+    start: RunStart,
     init_fields: Mapping[str, Path] | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     device: str | None = None,
 ) -> TrainSummary:
-    """Train per the recipe into the run folder (checkpoints, metrics, resolved recipe)."""
+    """Train per the recipe into the run folder (checkpoints, metrics, resolved recipe), as
+    `start` (from `plan_start`) says: resuming its latest checkpoint, or clearing it first."""
     return_large_frees_to_os()
     context = distributed.start(device)
     try:
-        state = _set_up(recipe, run, context, resume, init_fields or {})
+        state = _set_up(recipe, run, context, start.resume, init_fields or {})
         return _loop(state, run, on_step or (lambda report: None))
     finally:
         distributed.stop()
@@ -126,7 +163,6 @@ def _set_up(
 ) -> _Run:
     # Scores of a random mix of strategies would mean little: each choice is validated apart.
     validation = split_mixtures(recipe.validation)
-    run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.training.seed)
     model = Multiformer(recipe.model)
     for name, source in init_fields.items():
@@ -146,13 +182,26 @@ def _set_up(
     trained = parallel.wrap(model, context, recipe.training.parallel)
     if recipe.training.compile:
         trained = torch.compile(trained)  # type: ignore[assignment]
-    if context.is_main:
-        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
     train_data, validation_data = _datasets(recipe)
+    if context.is_main:  # all that could refuse the run is done: now the folder changes
+        if not resume:
+            _clear(run)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
     return _Run(
         recipe, context, model, trained, optimizer, scheduler, train_data, validation_data,
         validation, first_step,
     )  # fmt: skip
+
+
+def _clear(run: Path) -> None:
+    """Remove what earlier runs wrote into the folder (checkpoints, metrics, logs, recipe);
+    anything else in it stays."""
+    for path in [*run.glob("step-*"), *(run / name for name in _RUN_FILES)]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _parameter_groups(model: torch.nn.Module, training: TrainingSection) -> list[dict[str, Any]]:
