@@ -67,8 +67,8 @@ def command(
 ) -> None:
     """Bias-correct model output with a model fine-tuned against observations; write the
     corrected field and its ensemble spread (NAME.spread.grib2) on the input's grid."""
-    from atmorep_core.inference.bias_correct_job import BiasCorrectJob, run_bias_correct_job
-    from atmorep_core.inference.request_checks import check_fields
+    from atmorep_core.jobs.bias_correct_job import BiasCorrectJob, run_bias_correct_job
+    from atmorep_core.jobs.request_checks import check_fields
 
     target = output or Path(f"{source.stem}.bias-corrected.grib2")
     if checkpoint is None:
@@ -89,7 +89,7 @@ def command(
 
 
 def _report(manifest: dict[str, Any], target: Path, as_json: bool) -> None:
-    from atmorep_core.inference.bias_score import describe
+    from atmorep_core.evaluation.bias_score import describe
 
     if as_json:
         out.print_json(json.dumps(manifest))

@@ -63,8 +63,8 @@ def command(
     Options are checked before any work; a lead or ensemble too large for this
     machine's memory (both runs and their difference) is refused with the estimate.
     """
-    from atmorep_core.inference.counterfactual_job import CounterfactualJob, run_counterfactual_job
-    from atmorep_core.inference.request_checks import check_product
+    from atmorep_core.jobs.counterfactual_job import CounterfactualJob, run_counterfactual_job
+    from atmorep_core.jobs.request_checks import check_product
 
     question = _question(
         parse_time(init, "--init"), parse_hours(lead, "--lead"), reconstruct, members, seed,

@@ -47,8 +47,8 @@ def command(
     machine's memory is refused with the estimate.
     """
     from atmorep_core.inference.downscale import DownscaleRequest
-    from atmorep_core.inference.downscale_job import DownscaleJob, run_downscale_job
-    from atmorep_core.inference.request_checks import check_product
+    from atmorep_core.jobs.downscale_job import DownscaleJob, run_downscale_job
+    from atmorep_core.jobs.request_checks import check_product
 
     first = parse_time(start, "--start")
     request = DownscaleRequest(

@@ -42,8 +42,8 @@ def command(
     machine's memory is refused with the estimate.
     """
     from atmorep_core.inference.forecast import ForecastRequest
-    from atmorep_core.inference.forecast_job import ForecastJob, run_forecast_job
-    from atmorep_core.inference.request_checks import check_product
+    from atmorep_core.jobs.forecast_job import ForecastJob, run_forecast_job
+    from atmorep_core.jobs.request_checks import check_product
 
     request = ForecastRequest(
         init=parse_time(init, "--init"),

@@ -44,8 +44,8 @@ def command(
     machine's memory is refused with the estimate.
     """
     from atmorep_core.inference.interpolate import InterpolationRequest
-    from atmorep_core.inference.interpolate_job import InterpolationJob, run_interpolation_job
-    from atmorep_core.inference.request_checks import check_product
+    from atmorep_core.jobs.interpolate_job import InterpolationJob, run_interpolation_job
+    from atmorep_core.jobs.request_checks import check_product
 
     first = parse_time(start, "--start")
     request = InterpolationRequest(

@@ -19,7 +19,7 @@ from atmorep_cli.progress import progress_bar
 from atmorep_cli.runlog import Log, run_log
 
 if TYPE_CHECKING:
-    from atmorep_core.io.product_outputs import OutputOptions
+    from atmorep_core.product_outputs import OutputOptions
 
 Manifest = dict[str, Any]
 Progress = Callable[[str, float], None]
@@ -63,7 +63,7 @@ def output_options(
     formats: str, plot: Sequence[str], plot_steps: Sequence[int] = ()
 ) -> OutputOptions:
     """--format, --plot and the lead hours to map (none given: the last)."""
-    from atmorep_core.io.product_outputs import OutputOptions
+    from atmorep_core.product_outputs import OutputOptions
 
     return OutputOptions(
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),

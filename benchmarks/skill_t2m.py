@@ -32,13 +32,13 @@ from atmorep_core.data.batch import Batch, collate
 from atmorep_core.data.prepare import prepare
 from atmorep_core.data.sampler import NeighbourhoodSampler, SamplerConfig
 from atmorep_core.io.store import Store
+from atmorep_core.model import checkpoint
 from atmorep_core.model.config import model_config_from_dict
 from atmorep_core.model.multiformer import Multiformer, count_parameters
 from atmorep_core.model.tokens import detokenize
-from atmorep_core.training import checkpoint
+from atmorep_core.questions.masking import MaskingConfig, mask_batch
+from atmorep_core.questions.strategies import TokenGrid
 from atmorep_core.training.losses import fair_crps
-from atmorep_core.training.masking import MaskingConfig, mask_batch
-from atmorep_core.training.strategies import TokenGrid
 
 # Defaults relative to the repository root, where the command is run.
 REAL_SAMPLE = Path("../shared/data/era5/era5-t2m-uk-2019-03-01to24.grib")

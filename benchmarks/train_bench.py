@@ -48,8 +48,8 @@ from atmorep_core.data.batch import Batch, SampleMeta
 from atmorep_core.model.config import FieldModelConfig, ModelConfig, model_config_from_dict
 from atmorep_core.model.embedding import alpha_feature_count
 from atmorep_core.model.multiformer import Multiformer
+from atmorep_core.questions.masking import MaskingConfig, mask_batch
 from atmorep_core.training.losses import LossConfig, combined_loss
-from atmorep_core.training.masking import MaskingConfig, mask_batch
 from atmorep_core.training.trainer import MMAP_THRESHOLD, return_large_frees_to_os
 
 ROOT = Path(__file__).resolve().parent.parent

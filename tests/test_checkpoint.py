@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from atmorep_core.errors import CheckpointError
-from atmorep_core.training import checkpoint
-from atmorep_core.training.checkpoint import Checkpoint
+from atmorep_core.model import checkpoint
+from atmorep_core.model.checkpoint import Checkpoint
 
 
 def _model_and_optimizer(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -21,7 +21,7 @@ from atmorep_core.inference.trained import load_trained
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.model.io import FieldInput, FieldOutput
-from atmorep_core.training.strategies import IdentityStrategy
+from atmorep_core.questions.strategies import IdentityStrategy
 
 GLOBAL_3DEG = LatLonGrid(90.0, -3.0, 61, 0.0, 3.0, 120)
 UK = LatLonGrid(58.0, -0.25, 33, -10.0, 0.25, 49)

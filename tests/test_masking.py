@@ -9,14 +9,14 @@ import torch
 from atmorep_core.data.batch import Batch, SampleMeta
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.io import FieldInput
-from atmorep_core.training.masking import (
+from atmorep_core.questions.masking import (
     MaskingConfig,
     apply_plan,
     coarsen_tokens,
     mask_batch,
     split_mixtures,
 )
-from atmorep_core.training.strategies import (
+from atmorep_core.questions.strategies import (
     BertStrategy,
     Distortion,
     ForecastStrategy,

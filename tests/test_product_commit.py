@@ -23,9 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from atmorep_cli.main import run
 from atmorep_core.errors import ConfigError
-from atmorep_core.inference.product_job import INPUT_CACHE, Make, run_product
 from atmorep_core.io.filesystem import STAGING
 from atmorep_core.io.run_folder import LOCK_NAME, ProductRun
+from atmorep_core.jobs.product_job import INPUT_CACHE, Make, run_product
 from tests.conftest import T2M
 from tests.helpers import grib_messages, mounted_tmpfs, run_cli, shared_file, write_messages
 

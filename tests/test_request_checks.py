@@ -1,4 +1,4 @@
-"""Every option of a product command checked before any work (`inference/request_checks.py`), and
+"""Every option of a product command checked before any work (`jobs/request_checks.py`), and
 every path the user gives resolved before it reaches a library.
 
 A refused request exits 2 with one `error:` line, and its output folder is never made: no
@@ -22,8 +22,8 @@ import pytest
 from atmorep_cli.main import run
 from atmorep_core.errors import ConfigError
 from atmorep_core.inference.forecast import ForecastRequest
-from atmorep_core.inference.forecast_job import ForecastJob
-from atmorep_core.inference.request_checks import check_product, describe, physical_memory
+from atmorep_core.jobs.forecast_job import ForecastJob
+from atmorep_core.jobs.request_checks import check_product, describe, physical_memory
 from atmorep_core.model.multiformer import count_parameters
 from tests.conftest import ENSEMBLE
 from tests.helpers import run_cli, shared_file

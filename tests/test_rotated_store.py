@@ -28,8 +28,8 @@ from atmorep_core.io.netcdf import product_dataset
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
+from atmorep_core.questions.strategies import IdentityStrategy
 from atmorep_core.rotated_grid import RotatedGrid, from_grib
-from atmorep_core.training.strategies import IdentityStrategy
 from tests.conftest import train_briefly
 from tests.helpers import (
     grib_messages,

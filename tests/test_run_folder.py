@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from atmorep_core.training import checkpoint, metrics
+from atmorep_core.model import checkpoint
+from atmorep_core.training import metrics
 from tests.helpers import atmorep_in_process, run_cli
 from tests.test_train import recipe
 

@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from atmorep_core.data.prepare import prepare
-from atmorep_core.training import checkpoint, metrics
+from atmorep_core.model import checkpoint
+from atmorep_core.training import metrics
 from atmorep_core.training.trainer import return_large_frees_to_os
 from tests.helpers import run_cli, shared_file
 

@@ -56,7 +56,7 @@ def training_window(folder: str | None) -> tuple[np.datetime64, np.datetime64] |
     if not folder or not Path(folder).is_dir():
         return None
     # A run folder's `latest` names its newest checkpoint folder, whose state.json holds the
-    # window (training/checkpoint.py): read directly, since that module would import torch and
+    # window (model/checkpoint.py): read directly, since that module would import torch and
     # `checkpoint.load` all the weights.
     path = Path(folder)
     try:

@@ -40,8 +40,8 @@ from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.grib_messages import FieldMessage, read_values, scan_messages
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
+from atmorep_core.questions.strategies import ForecastStrategy, IdentityStrategy, MaskingStrategy
 from atmorep_core.regrid import Points, Regridder, grid_points, lon_extent
-from atmorep_core.training.strategies import ForecastStrategy, IdentityStrategy, MaskingStrategy
 
 Mode = Literal["denoise", "forecast"]
 MODES: tuple[Mode, ...] = ("denoise", "forecast")

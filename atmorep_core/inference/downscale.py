@@ -36,9 +36,9 @@ from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
+from atmorep_core.questions.strategies import DownscalingStrategy
 from atmorep_core.regrid import regrid_grid
 from atmorep_core.rotated_grid import RotatedGrid, target_grid
-from atmorep_core.training.strategies import DownscalingStrategy
 
 _TOLERANCE_DEG = 1e-6
 

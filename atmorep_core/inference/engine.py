@@ -2,7 +2,7 @@
 
 The question is a masking strategy that hides whole time slices of tokens (forecast: the last
 ones; temporal interpolation: some in between; identity: none hidden, all predicted), applied to
-every tile exactly as in training (`training.masking.apply_plan`). The model answers with an
+every tile exactly as in training (`questions.masking.apply_plan`). The model answers with an
 ensemble per target token; a *selector* turns it into one value per point: the mean over the
 tail's heads (None) or one head, so that each member of a product follows one head.
 
@@ -25,8 +25,8 @@ from atmorep_core.inference.tiling import Stitcher, Tiling
 from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.model.io import FieldInput, FieldOutput
 from atmorep_core.model.tokens import detokenize, tokenize
-from atmorep_core.training.masking import apply_plan
-from atmorep_core.training.strategies import MaskingStrategy, TokenGrid, TokenPlan
+from atmorep_core.questions.masking import apply_plan
+from atmorep_core.questions.strategies import MaskingStrategy, TokenGrid, TokenPlan
 
 Predictor = Callable[[Mapping[str, FieldInput]], Mapping[str, FieldOutput]]
 Selector = int | None  # an ensemble head, or None for the mean over heads

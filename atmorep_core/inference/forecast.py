@@ -26,7 +26,7 @@ from atmorep_core.inference.members import draw_heads, progress_part
 from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.product import Product
 from atmorep_core.io.store import Store
-from atmorep_core.training.strategies import ForecastStrategy
+from atmorep_core.questions.strategies import ForecastStrategy
 
 
 @dataclass(frozen=True)

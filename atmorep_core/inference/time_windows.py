@@ -29,7 +29,7 @@ from atmorep_core.inference.engine import DomainField, Predictor, Progress, Sele
 from atmorep_core.inference.members import progress_part
 from atmorep_core.inference.tiling import hann
 from atmorep_core.model.config import FieldModelConfig
-from atmorep_core.training.strategies import (
+from atmorep_core.questions.strategies import (
     IdentityStrategy,
     InterpolationStrategy,
     MaskingStrategy,

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from atmorep_core.errors import CheckpointError, ConfigError
+from atmorep_core.model import checkpoint
 from atmorep_core.model.config import ModelConfig, model_config_from_dict
 from atmorep_core.model.multiformer import Multiformer
-from atmorep_core.training import checkpoint
 
 
 @dataclass(frozen=True)

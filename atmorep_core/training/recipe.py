@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from atmorep_core.config_errors import validate_section
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.config import ModelConfig, Recipe
+from atmorep_core.questions.masking import MaskingConfig
 from atmorep_core.training.losses import LossConfig
-from atmorep_core.training.masking import MaskingConfig
 
 
 class DataSection(BaseModel):
@@ -91,7 +91,7 @@ class TrainingSection(BaseModel):
     num_workers: NonNegativeInt = 0
     """DataLoader worker processes per rank."""
     masking: dict[str, Any]
-    """Per field masking strategy (training/masking.py), e.g. {fields: {t2m: {kind: BERT}}}."""
+    """Per field masking strategy (questions/masking.py), e.g. {fields: {t2m: {kind: BERT}}}."""
     loss: dict[str, Any] = Field(default_factory=dict)
     """Losses and field weights (training/losses.py); default ensemble mse + statistical."""
     validation: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -32,12 +32,13 @@ from atmorep_core.data.dataset import IndexedNeighbourhoods, StepIndices, make_l
 from atmorep_core.data.sampler import NeighbourhoodSampler, SamplerConfig
 from atmorep_core.errors import ConfigError
 from atmorep_core.io.store import Store
+from atmorep_core.model import checkpoint
 from atmorep_core.model.assembly import FieldState
 from atmorep_core.model.config import model_config_from_dict
 from atmorep_core.model.multiformer import Multiformer
-from atmorep_core.training import checkpoint, distributed, parallel
+from atmorep_core.questions.masking import MaskingConfig, mask_batch, split_mixtures
+from atmorep_core.training import distributed, parallel
 from atmorep_core.training.losses import combined_loss
-from atmorep_core.training.masking import MaskingConfig, mask_batch, split_mixtures
 from atmorep_core.training.metrics import MetricsLog
 from atmorep_core.training.recipe import TrainingSection, TrainRecipe
 from atmorep_core.training.schedule import warmup_cosine

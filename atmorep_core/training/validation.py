@@ -15,8 +15,8 @@ from atmorep_core.data.batch import collate
 from atmorep_core.data.dataset import IndexedNeighbourhoods
 from atmorep_core.model.io import FieldInput, FieldOutput
 from atmorep_core.model.multiformer import Multiformer
+from atmorep_core.questions.masking import MaskingConfig, mask_batch
 from atmorep_core.training.losses import LossConfig, combined_loss
-from atmorep_core.training.masking import MaskingConfig, mask_batch
 
 
 def move(

@@ -37,15 +37,15 @@ from atmorep_core.inference.correct_input import choose_fields
 from atmorep_core.inference.downscale import DownscaleRequest
 from atmorep_core.inference.forecast import ForecastRequest, plan_lead, store_step
 from atmorep_core.inference.interpolate import InterpolationRequest
-from atmorep_core.inference.product_job import ProductJob
 from atmorep_core.inference.tiling import Tiling, area_from_bounds, tile
 from atmorep_core.inference.time_windows import TimeTokens
 from atmorep_core.inference.trained import TrainedModel, model_config
-from atmorep_core.io.product_outputs import OutputOptions
 from atmorep_core.io.store import Store
+from atmorep_core.jobs.product_job import ProductJob
+from atmorep_core.model import checkpoint
 from atmorep_core.model.multiformer import Multiformer
+from atmorep_core.product_outputs import OutputOptions
 from atmorep_core.rotated_grid import target_grid
-from atmorep_core.training import checkpoint
 
 Request = ForecastRequest | InterpolationRequest | DownscaleRequest
 

@@ -39,7 +39,7 @@ from atmorep_core.config_errors import validate_section
 from atmorep_core.data.batch import Batch
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.io import FieldInput
-from atmorep_core.training.strategies import (
+from atmorep_core.questions.strategies import (
     Distortion,
     MaskingStrategy,
     MixtureStrategy,

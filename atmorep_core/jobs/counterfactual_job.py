@@ -14,8 +14,8 @@ from atmorep_core.inference.alpha import AlphaChange
 from atmorep_core.inference.counterfactual import Question, change_label, counterfactual
 from atmorep_core.inference.engine import Progress
 from atmorep_core.inference.forecast import ForecastRequest
-from atmorep_core.inference.product_job import Manifest, Output, ProductJob, run_job
 from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.jobs.product_job import Manifest, Output, ProductJob, run_job
 
 
 @dataclass(frozen=True, kw_only=True)

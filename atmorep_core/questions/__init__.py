@@ -1,0 +1,1 @@
+"""The model's questions: masking strategies and plans, shared by training and inference."""
