@@ -31,6 +31,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check atmorep_core atmorep_cli tests benchmarks
 	$(BIN)/ruff format --check atmorep_core atmorep_cli tests benchmarks
+	$(BIN)/lint-imports --no-cache  # the layers and contracts in pyproject.toml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy atmorep_core atmorep_cli
