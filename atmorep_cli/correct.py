@@ -66,9 +66,9 @@ def command(
     as_json: bool = AS_JSON,
 ) -> None:
     """Correct an IFS forecast with a model trained on reanalysis; write it on the input's grid."""
-    from atmorep_core.inference.correct import CorrectRequest
     from atmorep_core.jobs.correct_job import CorrectJob, run_correct_job
     from atmorep_core.jobs.request_checks import check_fields
+    from atmorep_core.products.correct import CorrectRequest
 
     target = output or Path(f"{ifs.stem}.corrected.grib2")
     if checkpoint is None:

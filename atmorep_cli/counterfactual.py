@@ -20,8 +20,8 @@ from atmorep_cli.options import (
 from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
 
 if TYPE_CHECKING:
-    from atmorep_core.inference.alpha import AlphaChange
-    from atmorep_core.inference.counterfactual import Question
+    from atmorep_core.engine.alpha import AlphaChange
+    from atmorep_core.products.counterfactual import Question
 
 
 def command(
@@ -93,8 +93,8 @@ def _question(
     area: tuple[float, float, float, float] | None,
     batch: int,
 ) -> Question:
-    from atmorep_core.inference.forecast import ForecastRequest
-    from atmorep_core.inference.interpolate import InterpolationRequest
+    from atmorep_core.products.forecast import ForecastRequest
+    from atmorep_core.products.interpolate import InterpolationRequest
 
     if reconstruct:
         end = init + timedelta(hours=hours)
@@ -105,7 +105,7 @@ def _question(
 
 
 def _change(sets: list[str], shifts: list[str], shift_year: float | None) -> AlphaChange:
-    from atmorep_core.inference.alpha import AlphaChange
+    from atmorep_core.engine.alpha import AlphaChange
 
     shift = parse_assignments(shifts, "--shift")
     if shift_year is not None:

@@ -46,9 +46,9 @@ def command(
     Options are checked before any work; a span or ensemble too large for this
     machine's memory is refused with the estimate.
     """
-    from atmorep_core.inference.downscale import DownscaleRequest
     from atmorep_core.jobs.downscale_job import DownscaleJob, run_downscale_job
     from atmorep_core.jobs.request_checks import check_product
+    from atmorep_core.products.downscale import DownscaleRequest
 
     first = parse_time(start, "--start")
     request = DownscaleRequest(

@@ -41,9 +41,9 @@ def command(
     Options are checked before any work; a lead or ensemble too large for this
     machine's memory is refused with the estimate.
     """
-    from atmorep_core.inference.forecast import ForecastRequest
     from atmorep_core.jobs.forecast_job import ForecastJob, run_forecast_job
     from atmorep_core.jobs.request_checks import check_product
+    from atmorep_core.products.forecast import ForecastRequest
 
     request = ForecastRequest(
         init=parse_time(init, "--init"),

@@ -43,9 +43,9 @@ def command(
     Options are checked before any work; a span or ensemble too large for this
     machine's memory is refused with the estimate.
     """
-    from atmorep_core.inference.interpolate import InterpolationRequest
     from atmorep_core.jobs.interpolate_job import InterpolationJob, run_interpolation_job
     from atmorep_core.jobs.request_checks import check_product
+    from atmorep_core.products.interpolate import InterpolationRequest
 
     first = parse_time(start, "--start")
     request = InterpolationRequest(

@@ -87,8 +87,8 @@ def prepare_inputs() -> tuple[Path, Path]:
 
 def run_case(name: str, store: Path, run: Path) -> dict[str, Any]:
     """One forecast job in this process; time per stage and the peak RSS."""
-    from atmorep_core.inference.forecast import ForecastRequest
     from atmorep_core.jobs.forecast_job import ForecastJob, run_forecast_job
+    from atmorep_core.products.forecast import ForecastRequest
 
     torch.set_num_threads(THREADS)
     case = CASES[name]

@@ -796,7 +796,7 @@ def _problems(case: Case, outcome: Outcome) -> list[str]:
 
 
 def _last_frame(traceback_text: str) -> str:
-    """Where the traceback ends, e.g. ` at inference/experience.py:275 in store_values`."""
+    """Where the traceback ends, e.g. ` at products/experience.py:275 in store_values`."""
     frames = re.findall(r'File "(.+)", line (\d+), in (\S+)', traceback_text)
     if not frames:
         return ""

@@ -17,20 +17,20 @@ from filelock import FileLock
 from atmorep_core.data.ingest_plan import IngestOptions
 from atmorep_core.data.prepare import prepare
 from atmorep_core.data.sample import SampleSettingError, SampleSettings, generate_sample
+from atmorep_core.engine.trained import TrainedModel, load_trained
 from atmorep_core.errors import ConfigError, MissingInputError
 from atmorep_core.grid import LatLonGrid, gaussian_latitudes
-from atmorep_core.inference.correct import (
-    CorrectRequest,
-    _denoise_windows,
-    _forecast_windows,
-    correct,
-)
-from atmorep_core.inference.trained import TrainedModel, load_trained
 from atmorep_core.io.grib_messages import read_points, read_values, scan_messages
 from atmorep_core.io.run_folder import LOCK_NAME
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import model_config_from_dict
 from atmorep_core.model.io import FieldInput, FieldOutput
+from atmorep_core.products.correct import (
+    CorrectRequest,
+    _denoise_windows,
+    _forecast_windows,
+    correct,
+)
 from atmorep_core.regrid import Points, Regridder
 from tests.conftest import train_briefly
 from tests.helpers import (

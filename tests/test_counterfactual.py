@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.counterfactual import counterfactual
-from atmorep_core.inference.forecast import ForecastRequest, forecast
-from atmorep_core.inference.interpolate import InterpolationRequest
-from atmorep_core.inference.trained import load_trained
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.trained import load_trained
 from atmorep_core.io.store import Store
+from atmorep_core.products.counterfactual import counterfactual
+from atmorep_core.products.forecast import ForecastRequest, forecast
+from atmorep_core.products.interpolate import InterpolationRequest
 from tests.helpers import run_cli
 
 INIT = datetime(2019, 3, 22, 12)

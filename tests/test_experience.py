@@ -14,17 +14,17 @@ from atmorep_core.data.changed_copy import write_changed_copy
 from atmorep_core.data.ingest_plan import IngestOptions
 from atmorep_core.data.prepare import prepare
 from atmorep_core.data.sample import SampleSettings, generate_sample
+from atmorep_core.engine.trained import load_trained
 from atmorep_core.errors import InputDataError
-from atmorep_core.inference.experience import (
+from atmorep_core.io.grib_messages import read_points, read_values, scan_messages
+from atmorep_core.io.store import Store
+from atmorep_core.products.experience import (
     FieldValues,
     InputValues,
     Reference,
     check_grib,
     store_values,
 )
-from atmorep_core.inference.trained import load_trained
-from atmorep_core.io.grib_messages import read_points, read_values, scan_messages
-from atmorep_core.io.store import Store
 from tests.conftest import train_briefly
 from tests.helpers import atmorep_in_process, run_cli, shared_file
 

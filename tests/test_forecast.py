@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
+from atmorep_core.engine.engine import DomainField, ask
+from atmorep_core.engine.statistics import nearest_month
+from atmorep_core.engine.tiling import Stitcher, area_from_bounds, tile
+from atmorep_core.engine.trained import load_trained
 from atmorep_core.errors import ConfigError, MissingInputError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.inference.engine import DomainField, ask
-from atmorep_core.inference.forecast import ForecastRequest, forecast
-from atmorep_core.inference.statistics import nearest_month
-from atmorep_core.inference.tiling import Stitcher, area_from_bounds, tile
-from atmorep_core.inference.trained import load_trained
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.model.io import FieldInput, FieldOutput
+from atmorep_core.products.forecast import ForecastRequest, forecast
 from atmorep_core.questions.strategies import IdentityStrategy
 
 GLOBAL_3DEG = LatLonGrid(90.0, -3.0, 61, 0.0, 3.0, 120)

@@ -13,15 +13,15 @@ import pytest
 import xarray as xr
 from scipy.interpolate import CubicSpline, make_interp_spline
 
+from atmorep_core.engine.series import InputSeries
+from atmorep_core.engine.trained import load_trained
 from atmorep_core.errors import MissingInputError
 from atmorep_core.evaluation.evaluate import EvaluateOptions, evaluate
 from atmorep_core.evaluation.metrics import latitude_weights, rmse
-from atmorep_core.inference.interpolate import InterpolationRequest, interpolate
-from atmorep_core.inference.series import InputSeries
-from atmorep_core.inference.trained import load_trained
 from atmorep_core.io.netcdf import write_netcdf
 from atmorep_core.io.product import Product
 from atmorep_core.io.store import Store
+from atmorep_core.products.interpolate import InterpolationRequest, interpolate
 from tests.conftest import T2M
 from tests.helpers import (
     grib_messages,

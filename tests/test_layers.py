@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_import_contracts_are_kept() -> None:
-    """Inference imports no training, evaluation or jobs; every layer only the ones below it."""
+    """Engine and products import no training, evaluation or jobs; each layer only lower ones."""
     pytest.importorskip("importlinter")
     lint_imports = Path(sys.executable).parent / "lint-imports"
     done = subprocess.run(

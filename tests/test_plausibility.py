@@ -13,10 +13,10 @@ import pytest
 from atmorep_core import fields
 from atmorep_core.data.plausibility import RANGES
 from atmorep_core.errors import InputDataError
-from atmorep_core.inference.correct_input import Need, select
 from atmorep_core.io import grib_read
 from atmorep_core.io.grib_messages import scan_messages
 from atmorep_core.io.store import Store
+from atmorep_core.products.correct_input import Need, select
 from atmorep_core.units import conversion_factor
 from tests.fingerprint import changes, tree_fingerprint
 from tests.helpers import SHARED_DATA, grib_messages, run_cli, shared_file, write_messages

@@ -23,9 +23,9 @@ from atmorep_core.data.neighbourhood import spatial_range
 from atmorep_core.data.prepare import prepare
 from atmorep_core.data.sampler import FieldConfig, NeighbourhoodSampler, SamplerConfig
 from atmorep_core.data.valid_windows import valid_starts
+from atmorep_core.engine.inputs import read_window
 from atmorep_core.errors import ConfigError, InputDataError, MissingInputError, StoreError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.inference.inputs import read_window
 from atmorep_core.io.grib_write import GribMessage, encode
 from atmorep_core.io.store import Store
 from atmorep_core.units import conversion_factor

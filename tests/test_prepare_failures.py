@@ -16,8 +16,8 @@ import pytest
 from filelock import FileLock
 
 from atmorep_core.data.prepare import prepare
+from atmorep_core.engine.inputs import read_window
 from atmorep_core.errors import StoreError
-from atmorep_core.inference.inputs import read_window
 from atmorep_core.io.store import Store
 from tests.fingerprint import changes, tree_fingerprint
 from tests.helpers import (

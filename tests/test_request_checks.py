@@ -21,10 +21,10 @@ import pytest
 
 from atmorep_cli.main import run
 from atmorep_core.errors import ConfigError
-from atmorep_core.inference.forecast import ForecastRequest
 from atmorep_core.jobs.forecast_job import ForecastJob
 from atmorep_core.jobs.request_checks import check_product, describe, physical_memory
 from atmorep_core.model.multiformer import count_parameters
+from atmorep_core.products.forecast import ForecastRequest
 from tests.conftest import ENSEMBLE
 from tests.helpers import run_cli, shared_file
 

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from atmorep_core.data.sampler import FieldConfig, NeighbourhoodSampler, SamplerConfig
+from atmorep_core.engine.engine import DomainField, _field_input
+from atmorep_core.engine.tiling import area_from_bounds, tile
 from atmorep_core.errors import StoreError
 from atmorep_core.grid import LatLonGrid, grid_position
-from atmorep_core.inference.engine import DomainField, _field_input
-from atmorep_core.inference.tiling import area_from_bounds, tile
 from atmorep_core.io.grib_products import write_grib
 from atmorep_core.io.netcdf import product_dataset
 from atmorep_core.io.product import Product, ProductField

@@ -15,8 +15,8 @@ import pytest
 import zarr
 
 from atmorep_core.data.prepare import prepare
+from atmorep_core.engine.inputs import read_window
 from atmorep_core.errors import StoreUpdatingError
-from atmorep_core.inference.inputs import read_window
 from atmorep_core.io.store import COMMITTED_TIMES, Store
 from tests.helpers import decode_all, grib_messages, run_cli, shared_file, write_messages
 

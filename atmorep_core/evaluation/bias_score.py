@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from atmorep_core.engine.inputs import read_window
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import ConfigError
 from atmorep_core.evaluation.bias_baselines import BIAS_METHODS, correct_bias
 from atmorep_core.evaluation.correct_score import truth_field
 from atmorep_core.evaluation.metrics import crps_ensemble
 from atmorep_core.fields import from_grib
-from atmorep_core.inference.correct import Correction
-from atmorep_core.inference.inputs import read_window
-from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.grib_messages import FieldMessage, read_values
 from atmorep_core.io.store import Store
+from atmorep_core.products.correct import Correction
 from atmorep_core.regrid import Points, Regridder, grid_points
 
 COLUMNS = ("raw", "model", *BIAS_METHODS)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from atmorep_core.engine.inputs import read_window
 from atmorep_core.fields import from_grib
-from atmorep_core.inference.correct import Correction
-from atmorep_core.inference.inputs import read_window
 from atmorep_core.io.grib_messages import read_values
 from atmorep_core.io.store import Store
+from atmorep_core.products.correct import Correction
 from atmorep_core.regrid import Regridder, grid_points
 
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from atmorep_core.engine.engine import Progress
+from atmorep_core.engine.trained import load_trained
 from atmorep_core.errors import InputDataError, StoreError
 from atmorep_core.evaluation.bias_score import paired_stores, score_bias
-from atmorep_core.inference.correct import CorrectRequest, correct
-from atmorep_core.inference.engine import Progress
-from atmorep_core.inference.trained import load_trained
 from atmorep_core.io.grib_messages import rewrite
 from atmorep_core.io.run_folder import ProductRun
 from atmorep_core.io.store import Store
 from atmorep_core.jobs.product_job import ProductJob, run_product, sha256_of
+from atmorep_core.products.correct import CorrectRequest, correct
 
 SPREAD = ".spread"  # the ensemble standard deviation's file: NAME.spread.grib2
 

@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from atmorep_core.engine.engine import Progress
+from atmorep_core.engine.trained import TrainedModel, load_trained
 from atmorep_core.errors import InputDataError, StoreError
 from atmorep_core.evaluation.correct_score import score_against
-from atmorep_core.inference.correct import Correction, CorrectRequest, correct
-from atmorep_core.inference.engine import Progress
-from atmorep_core.inference.trained import TrainedModel, load_trained
 from atmorep_core.io.grib_messages import rewrite
 from atmorep_core.io.run_folder import ProductRun
 from atmorep_core.io.store import Store
 from atmorep_core.jobs.product_job import ProductJob, run_product, sha256_of
+from atmorep_core.products.correct import Correction, CorrectRequest, correct
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.counterfactual import Question, change_label, counterfactual
-from atmorep_core.inference.engine import Progress
-from atmorep_core.inference.forecast import ForecastRequest
-from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.engine import Progress
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.jobs.product_job import Manifest, Output, ProductJob, run_job
+from atmorep_core.products.counterfactual import Question, change_label, counterfactual
+from atmorep_core.products.forecast import ForecastRequest
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from atmorep_core.inference.engine import Progress
-from atmorep_core.inference.forecast import ForecastRequest, forecast
-from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.engine.engine import Progress
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.jobs.product_job import Manifest, Output, ProductJob, run_job
+from atmorep_core.products.forecast import ForecastRequest, forecast
 
 
 @dataclass(frozen=True, kw_only=True)

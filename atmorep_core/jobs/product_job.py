@@ -23,15 +23,15 @@ from typing import Any
 
 from atmorep_core.data.ingest_plan import IngestOptions, time_runs
 from atmorep_core.data.prepare import prepare
+from atmorep_core.engine.series import InputSeries
+from atmorep_core.engine.trained import TrainedModel, load_trained
 from atmorep_core.errors import StoreError
-from atmorep_core.inference.experience import check_grib, check_stores
-from atmorep_core.inference.series import InputSeries
-from atmorep_core.inference.trained import TrainedModel, load_trained
 from atmorep_core.io import grib_read
 from atmorep_core.io.product import Product, ProductGrid
 from atmorep_core.io.run_folder import ProductRun
 from atmorep_core.io.store import Store
 from atmorep_core.product_outputs import OutputOptions, write_outputs
+from atmorep_core.products.experience import check_grib, check_stores
 
 INPUT_CACHE = ".inputs.zarr"  # GRIB input of one product, one series
 INPUT_FILES = ".inputs"  # GRIB input by file and run of regular steps, named by checksum

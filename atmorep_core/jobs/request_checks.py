@@ -30,21 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from atmorep_core.engine.tiling import Tiling, area_from_bounds, tile
+from atmorep_core.engine.time_windows import TimeTokens
+from atmorep_core.engine.trained import TrainedModel, model_config
 from atmorep_core.errors import ConfigError, InputDataError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.inference import downscale, interpolate
-from atmorep_core.inference.correct_input import choose_fields
-from atmorep_core.inference.downscale import DownscaleRequest
-from atmorep_core.inference.forecast import ForecastRequest, plan_lead, store_step
-from atmorep_core.inference.interpolate import InterpolationRequest
-from atmorep_core.inference.tiling import Tiling, area_from_bounds, tile
-from atmorep_core.inference.time_windows import TimeTokens
-from atmorep_core.inference.trained import TrainedModel, model_config
 from atmorep_core.io.store import Store
 from atmorep_core.jobs.product_job import ProductJob
 from atmorep_core.model import checkpoint
 from atmorep_core.model.multiformer import Multiformer
 from atmorep_core.product_outputs import OutputOptions
+from atmorep_core.products import downscale, interpolate
+from atmorep_core.products.correct_input import choose_fields
+from atmorep_core.products.downscale import DownscaleRequest
+from atmorep_core.products.forecast import ForecastRequest, plan_lead, store_step
+from atmorep_core.products.interpolate import InterpolationRequest
 from atmorep_core.rotated_grid import target_grid
 
 Request = ForecastRequest | InterpolationRequest | DownscaleRequest

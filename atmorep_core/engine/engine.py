@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from atmorep_core.data.neighbourhood import token_alpha
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.tiling import Stitcher, Tiling
 from atmorep_core.errors import ConfigError
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.tiling import Stitcher, Tiling
 from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.model.io import FieldInput, FieldOutput
 from atmorep_core.model.tokens import detokenize, tokenize

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from atmorep_core.engine.domain import Domain
 from atmorep_core.errors import StoreError
-from atmorep_core.inference.domain import Domain
 from atmorep_core.io.store import Store
 
 

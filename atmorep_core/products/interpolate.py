@@ -19,13 +19,12 @@ from datetime import datetime
 
 import numpy as np
 
-from atmorep_core.errors import ConfigError, MissingInputError
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.domain import Bounds, Domain, provenance
-from atmorep_core.inference.engine import Predictor, Progress
-from atmorep_core.inference.members import draw_heads
-from atmorep_core.inference.series import InputSeries
-from atmorep_core.inference.time_windows import (
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.domain import Bounds, Domain, provenance
+from atmorep_core.engine.engine import Predictor, Progress
+from atmorep_core.engine.members import draw_heads
+from atmorep_core.engine.series import InputSeries
+from atmorep_core.engine.time_windows import (
     TimeQuestion,
     TimeTokens,
     Window,
@@ -33,7 +32,8 @@ from atmorep_core.inference.time_windows import (
     cover_windows,
     gap_windows,
 )
-from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.engine.trained import TrainedModel
+from atmorep_core.errors import ConfigError, MissingInputError
 from atmorep_core.io.product import Product
 from atmorep_core.io.store import Store
 

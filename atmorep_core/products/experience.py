@@ -38,13 +38,13 @@ import numpy as np
 
 from atmorep_core.data.neighbourhood import months_of
 from atmorep_core.data.normalize import MIN_STD
+from atmorep_core.engine.statistics import nearest_month
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import InputDataError, StoreError
 from atmorep_core.grid import LatLonGrid, grid_position
-from atmorep_core.inference.correct_input import Need, select
-from atmorep_core.inference.statistics import nearest_month
-from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.grib_messages import read_values, scan_messages
 from atmorep_core.io.store import Store
+from atmorep_core.products.correct_input import Need, select
 
 # Limits on the normalised input (the messages name them): the training data's mean is about 0
 # and its standard deviation about 1.

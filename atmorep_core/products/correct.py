@@ -14,7 +14,7 @@ model answers lies closer to the reanalysis than the IFS field itself. Two quest
   through unchanged and are reported; a file in which no step has it is refused.
 
 Grids: the input's points are regridded (regrid.Regridder) onto the part of the checkpoint's grid
-that they cover, normalised with the checkpoint's statistics (inference/statistics.py), tiled and
+that they cover, normalised with the checkpoint's statistics (engine/statistics.py), tiled and
 stitched by the engine. Only the correction, the model's answer minus what it was shown, is
 regridded back onto the input's points and added to the input: the round trip's interpolation
 error never touches the field itself, and where the model changes nothing neither does the
@@ -30,16 +30,16 @@ from typing import Literal
 
 import numpy as np
 
+from atmorep_core.engine.engine import DomainField, Predictor, Progress, ask
+from atmorep_core.engine.statistics import FieldStatistics
+from atmorep_core.engine.tiling import Area, Tiling, area_from_bounds, tile
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import ConfigError, InputDataError, MissingInputError, StoreError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.inference.correct_input import Need, Selection, choose_fields, select
-from atmorep_core.inference.engine import DomainField, Predictor, Progress, ask
-from atmorep_core.inference.statistics import FieldStatistics
-from atmorep_core.inference.tiling import Area, Tiling, area_from_bounds, tile
-from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.grib_messages import FieldMessage, read_values, scan_messages
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
+from atmorep_core.products.correct_input import Need, Selection, choose_fields, select
 from atmorep_core.questions.strategies import ForecastStrategy, IdentityStrategy, MaskingStrategy
 from atmorep_core.regrid import Points, Regridder, grid_points, lon_extent
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.domain import Domain
+from atmorep_core.engine.engine import DomainField, Predictor, Progress, Selector, ask
+from atmorep_core.engine.members import progress_part
+from atmorep_core.engine.tiling import hann
 from atmorep_core.errors import ConfigError
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.domain import Domain
-from atmorep_core.inference.engine import DomainField, Predictor, Progress, Selector, ask
-from atmorep_core.inference.members import progress_part
-from atmorep_core.inference.tiling import hann
 from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.questions.strategies import (
     IdentityStrategy,

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.engine import Predictor, Progress
-from atmorep_core.inference.forecast import ForecastRequest, forecast
-from atmorep_core.inference.interpolate import InterpolationRequest, interpolate
-from atmorep_core.inference.members import progress_part
-from atmorep_core.inference.series import InputSeries
-from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.engine import Predictor, Progress
+from atmorep_core.engine.members import progress_part
+from atmorep_core.engine.series import InputSeries
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
+from atmorep_core.products.forecast import ForecastRequest, forecast
+from atmorep_core.products.interpolate import InterpolationRequest, interpolate
 
 Question = ForecastRequest | InterpolationRequest
 

@@ -18,12 +18,12 @@ from datetime import datetime
 
 import numpy as np
 
+from atmorep_core.engine.alpha import AlphaChange
+from atmorep_core.engine.domain import Bounds, Domain, provenance
+from atmorep_core.engine.engine import DomainField, Predictor, Progress, Selector, ask
+from atmorep_core.engine.members import draw_heads, progress_part
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import ConfigError, StoreError
-from atmorep_core.inference.alpha import AlphaChange
-from atmorep_core.inference.domain import Bounds, Domain, provenance
-from atmorep_core.inference.engine import DomainField, Predictor, Progress, Selector, ask
-from atmorep_core.inference.members import draw_heads, progress_part
-from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.product import Product
 from atmorep_core.io.store import Store
 from atmorep_core.questions.strategies import ForecastStrategy

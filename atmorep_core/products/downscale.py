@@ -24,15 +24,15 @@ from datetime import datetime
 
 import numpy as np
 
+from atmorep_core.engine.domain import provenance
+from atmorep_core.engine.engine import DomainField, Predictor, Progress, ask
+from atmorep_core.engine.inputs import read_window
+from atmorep_core.engine.members import draw_heads, progress_part
+from atmorep_core.engine.statistics import FieldStatistics
+from atmorep_core.engine.tiling import Tiling, tile
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import ConfigError, InputDataError, StoreError
 from atmorep_core.grid import LatLonGrid, grid_position
-from atmorep_core.inference.domain import provenance
-from atmorep_core.inference.engine import DomainField, Predictor, Progress, ask
-from atmorep_core.inference.inputs import read_window
-from atmorep_core.inference.members import draw_heads, progress_part
-from atmorep_core.inference.statistics import FieldStatistics
-from atmorep_core.inference.tiling import Tiling, tile
-from atmorep_core.inference.trained import TrainedModel
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from atmorep_core.engine.engine import Progress, Selector
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import ConfigError
-from atmorep_core.inference.engine import Progress, Selector
-from atmorep_core.inference.trained import TrainedModel
 
 
 def draw_heads(

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atmorep_core.inference.inputs import read_window
-from atmorep_core.inference.statistics import FieldStatistics
-from atmorep_core.inference.tiling import Tiling, area_from_bounds, tile
-from atmorep_core.inference.trained import TrainedModel
+from atmorep_core.engine.inputs import read_window
+from atmorep_core.engine.statistics import FieldStatistics
+from atmorep_core.engine.tiling import Tiling, area_from_bounds, tile
+from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.io.product import ProductField
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import FieldModelConfig
