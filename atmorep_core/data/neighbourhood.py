@@ -21,7 +21,8 @@ from zarr.storage import LocalStore
 
 from atmorep_core.data.normalize import MIN_STD
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.store import FieldArrays, tensorstore_spec
+from atmorep_core.io.store import FieldArrays
+from atmorep_core.io.tensorstore_arrays import tensorstore_spec
 from atmorep_core.rotated_grid import unrotate
 
 Extent = tuple[int, int, int]  # points in (time, lat, lon)

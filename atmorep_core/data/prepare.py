@@ -48,10 +48,9 @@ from atmorep_core.io.store import (
     FieldArrays,
     FieldMeta,
     Store,
-    filesystem_error,
     seconds_since_epoch,
-    write_rows,
 )
+from atmorep_core.io.tensorstore_arrays import filesystem_error, write_rows
 
 Progress = Callable[[str, float], None]
 # Rows are written in whole shards, as many as fit this many bytes: fewer, larger writes.
