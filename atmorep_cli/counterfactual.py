@@ -3,9 +3,7 @@ reconstruction asked again with its alpha changed; the factual run and the diffe
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,11 +15,8 @@ from atmorep_cli.options import (
     parse_hours,
     parse_time,
 )
-from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
-
-if TYPE_CHECKING:
-    from atmorep_core.engine.alpha import AlphaChange
-    from atmorep_core.products.counterfactual import Question
+from atmorep_cli.products import product_job
+from atmorep_cli.shell import run_folder_product
 
 
 def command(
@@ -54,6 +49,7 @@ def command(
     device: str = option.DEVICE,
     force: bool = option.FORCE,
     allow_unfamiliar: bool = option.ALLOW_UNFAMILIAR,
+    allow_implausible: bool = option.ALLOW_IMPLAUSIBLE,
     log: Path | None = option.LOG,
     as_json: bool = option.AS_JSON,
 ) -> None:
@@ -63,51 +59,18 @@ def command(
     Options are checked before any work; a lead or ensemble too large for this
     machine's memory (both runs and their difference) is refused with the estimate.
     """
-    from atmorep_core.jobs.counterfactual_job import CounterfactualJob, run_counterfactual_job
-    from atmorep_core.jobs.request_checks import check_product
+    from atmorep_core.jobs.product_kinds import counterfactual_request
 
-    question = _question(
-        parse_time(init, "--init"), parse_hours(lead, "--lead"), reconstruct, members, seed,
-        None if area is None else parse_area(area), batch,
+    request = counterfactual_request(
+        init=parse_time(init, "--init"), hours=parse_hours(lead, "--lead"),
+        reconstruct=reconstruct, members=members, seed=seed, area=parse_area(area),
+        batch_size=batch, shift_alpha=parse_assignments(shift_alpha, "--shift"),
+        set_alpha=parse_assignments(set_alpha, "--set"), shift_year=shift_year,
     )  # fmt: skip
-    change = _change(set_alpha, shift_alpha, shift_year)
-    outputs = output_options(formats, plot, [parse_hours(p, "--plot-lead") for p in plot_lead])
-    settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
-    job = CounterfactualJob(
-        *settings, allow_unfamiliar=allow_unfamiliar, question=question, change=change
-    )
-    check_product(job, question, runs=3)  # the factual and changed runs and their difference
-
-    def run(progress: Progress) -> Manifest:
-        return run_counterfactual_job(job, progress)
-
-    run_product_command("counterfactual", out_dir, log, as_json, run)
-
-
-def _question(
-    init: datetime,
-    hours: int,
-    reconstruct: bool,
-    members: int,
-    seed: int,
-    area: tuple[float, float, float, float] | None,
-    batch: int,
-) -> Question:
-    from atmorep_core.products.forecast import ForecastRequest
-    from atmorep_core.products.interpolate import InterpolationRequest
-
-    if reconstruct:
-        end = init + timedelta(hours=hours)
-        return InterpolationRequest(
-            init, end, members=members, seed=seed, area=area, batch_size=batch, reconstruct=True
-        )
-    return ForecastRequest(init, hours, members, seed, area, batch_size=batch)
-
-
-def _change(sets: list[str], shifts: list[str], shift_year: float | None) -> AlphaChange:
-    from atmorep_core.engine.alpha import AlphaChange
-
-    shift = parse_assignments(shifts, "--shift")
-    if shift_year is not None:
-        shift["year"] = shift.get("year", 0.0) + shift_year
-    return AlphaChange(set=parse_assignments(sets, "--set"), shift=shift)
+    job = product_job(
+        checkpoint=checkpoint, out_dir=out_dir, store=store, inputs=inputs,
+        stats_store=stats_store, formats=formats, plot=plot,
+        plot_steps=[parse_hours(p, "--plot-lead") for p in plot_lead], device=device,
+        force=force, allow_unfamiliar=allow_unfamiliar, allow_implausible=allow_implausible,
+    )  # fmt: skip
+    run_folder_product(job, request, log, as_json)

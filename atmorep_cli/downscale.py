@@ -8,7 +8,8 @@ import typer
 
 from atmorep_cli import products as option
 from atmorep_cli.options import TIME_FORMS, hours_after, parse_time
-from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
+from atmorep_cli.products import product_job
+from atmorep_cli.shell import run_folder_product
 
 
 def command(
@@ -36,6 +37,7 @@ def command(
     device: str = option.DEVICE,
     force: bool = option.FORCE,
     allow_unfamiliar: bool = option.ALLOW_UNFAMILIAR,
+    allow_implausible: bool = option.ALLOW_IMPLAUSIBLE,
     log: Path | None = option.LOG,
     as_json: bool = option.AS_JSON,
 ) -> None:
@@ -46,8 +48,6 @@ def command(
     Options are checked before any work; a span or ensemble too large for this
     machine's memory is refused with the estimate.
     """
-    from atmorep_core.jobs.downscale_job import DownscaleJob, run_downscale_job
-    from atmorep_core.jobs.request_checks import check_product
     from atmorep_core.products.downscale import DownscaleRequest
 
     first = parse_time(start, "--start")
@@ -55,16 +55,13 @@ def command(
         start=first, end=parse_time(end, "--end"), members=members, seed=seed,
         target=_target(to), batch_size=batch,
     )  # fmt: skip
-    leads = [hours_after(first, t, "--plot-time") for t in plot_time]
-    outputs = output_options(formats, plot, leads)
-    settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
-    job = DownscaleJob(*settings, allow_unfamiliar=allow_unfamiliar, request=request)
-    check_product(job, request)
-
-    def run(progress: Progress) -> Manifest:
-        return run_downscale_job(job, progress)
-
-    run_product_command("downscaling", out_dir, log, as_json, run)
+    job = product_job(
+        checkpoint=checkpoint, out_dir=out_dir, store=store, inputs=inputs,
+        stats_store=stats_store, formats=formats, plot=plot,
+        plot_steps=[hours_after(first, t, "--plot-time") for t in plot_time], device=device,
+        force=force, allow_unfamiliar=allow_unfamiliar, allow_implausible=allow_implausible,
+    )  # fmt: skip
+    run_folder_product(job, request, log, as_json)
 
 
 def _target(to: str | None) -> str | None:

@@ -6,14 +6,13 @@ import json
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.table import Table
 
 from atmorep_cli.console import err, out
 from atmorep_cli.options import TIME_FORMS, parse_hours, parse_time, resolve_patterns
 from atmorep_cli.runlog import run_log
+from atmorep_cli.tables import score_table
 from atmorep_core.errors import ConfigError
 
 
@@ -58,7 +57,7 @@ def command(
     if as_json:
         out.print_json(json.dumps(result))
     else:
-        out.print(_table(result["scores"]))
+        out.print(score_table(result["scores"]))
 
 
 def _window(text: str) -> tuple[datetime, datetime]:
@@ -68,34 +67,3 @@ def _window(text: str) -> tuple[datetime, datetime]:
             f"--climatology {text!r}: expected FIRST/LAST, e.g. 2019-03-01/2019-03-19T23"
         )
     return parse_time(first, "--climatology"), parse_time(last, "--climatology")
-
-
-def _table(scores: list[dict[str, Any]]) -> Table:
-    """A line per field, level, lead and source; the lowest RMSE and CRPS of a lead in bold."""
-    table = Table(title="latitude-weighted; CRPS fair; SSR spread/skill, 1 = reliable")
-    for column in ("field", "level", "lead", "source"):
-        table.add_column(column, no_wrap=True)
-    for column in ("RMSE", "CRPS", "bias", "ACC", "SSR"):
-        table.add_column(column, justify="right")
-    previous = None
-    for row in scores:
-        cell = (row["field"], row["level"], row["lead_h"])
-        if previous is not None and cell != previous:
-            table.add_section()
-        same = [r for r in scores if (r["field"], r["level"], r["lead_h"]) == cell]
-        table.add_row(
-            *(str(v) for v in cell[:2]), f"{cell[2]} h", row["source"],
-            *(_best(row, same, score) for score in ("rmse", "crps")),
-            *(_number(row[score]) for score in ("bias", "acc", "spread_skill")),
-        )  # fmt: skip
-        previous = cell
-    return table
-
-
-def _best(row: dict[str, Any], same: list[dict[str, Any]], score: str) -> str:
-    text = _number(row[score])
-    return f"[bold]{text}[/]" if row[score] == min(r[score] for r in same) else text
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.3g}"

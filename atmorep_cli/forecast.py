@@ -8,7 +8,8 @@ import typer
 
 from atmorep_cli import products as option
 from atmorep_cli.options import TIME_FORMS, parse_area, parse_hours, parse_time
-from atmorep_cli.products import Manifest, Progress, output_options, run_product_command
+from atmorep_cli.products import product_job
+from atmorep_cli.shell import run_folder_product
 
 
 def command(
@@ -33,6 +34,7 @@ def command(
     device: str = option.DEVICE,
     force: bool = option.FORCE,
     allow_unfamiliar: bool = option.ALLOW_UNFAMILIAR,
+    allow_implausible: bool = option.ALLOW_IMPLAUSIBLE,
     log: Path | None = option.LOG,
     as_json: bool = option.AS_JSON,
 ) -> None:
@@ -41,8 +43,6 @@ def command(
     Options are checked before any work; a lead or ensemble too large for this
     machine's memory is refused with the estimate.
     """
-    from atmorep_core.jobs.forecast_job import ForecastJob, run_forecast_job
-    from atmorep_core.jobs.request_checks import check_product
     from atmorep_core.products.forecast import ForecastRequest
 
     request = ForecastRequest(
@@ -50,17 +50,15 @@ def command(
         lead_hours=parse_hours(lead, "--lead"),
         members=members,
         seed=seed,
-        area=None if area is None else parse_area(area),
+        area=parse_area(area),
         time_tokens=time_tokens,
         every_hours=None if every is None else parse_hours(every, "--every"),
         batch_size=batch,
     )
-    outputs = output_options(formats, plot, [parse_hours(p, "--plot-lead") for p in plot_lead])
-    settings = (checkpoint, out_dir, store, tuple(inputs), stats_store, outputs, device, force)
-    job = ForecastJob(*settings, allow_unfamiliar=allow_unfamiliar, request=request)
-    check_product(job, request)
-
-    def run(progress: Progress) -> Manifest:
-        return run_forecast_job(job, progress)
-
-    run_product_command("forecast", out_dir, log, as_json, run)
+    job = product_job(
+        checkpoint=checkpoint, out_dir=out_dir, store=store, inputs=inputs,
+        stats_store=stats_store, formats=formats, plot=plot,
+        plot_steps=[parse_hours(p, "--plot-lead") for p in plot_lead], device=device,
+        force=force, allow_unfamiliar=allow_unfamiliar, allow_implausible=allow_implausible,
+    )  # fmt: skip
+    run_folder_product(job, request, log, as_json)

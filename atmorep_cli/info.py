@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from atmorep_cli.console import out
-from atmorep_core.grid import LatLonGrid
 from atmorep_core.io.store import Store
 from atmorep_core.io.store_summary import StoreSummary, summarize
 
@@ -23,23 +22,12 @@ def command(
     metadata is missing or corrupt."""
     opened = Store.open(store)
     summary = summarize(opened)
-    extent = _geographic_extent(opened.grid)
+    extent = opened.grid.geographic_extent()
     if as_json:
         extra = {} if extent is None else {"geographic_extent": extent}
         out.print_json(json.dumps(summary.to_dict() | extra))
     else:
         _render(summary, extent)
-
-
-def _geographic_extent(grid: LatLonGrid) -> dict[str, float] | None:
-    """Where a rotated grid lies on the globe (its axes say only where it lies when rotated)."""
-    if not grid.is_rotated:
-        return None
-    lats, lons = grid.geographic()
-    return {
-        "south": float(lats.min()), "north": float(lats.max()),
-        "west": float(lons.min()), "east": float(lons.max()),
-    }  # fmt: skip
 
 
 def _render(summary: StoreSummary, extent: dict[str, float] | None) -> None:

@@ -59,8 +59,10 @@ def parse_hours(text: str, option: str) -> int:
     return number * 24 if unit == "d" else number
 
 
-def parse_area(text: str) -> tuple[float, float, float, float]:
-    """--area N/W/S/E in degrees (as MARS writes it)."""
+def parse_area(text: str | None) -> tuple[float, float, float, float] | None:
+    """--area N/W/S/E in degrees (as MARS writes it); None: the whole grid."""
+    if text is None:
+        return None
     parts = text.split("/")
     try:
         north, west, south, east = (float(p) for p in parts)

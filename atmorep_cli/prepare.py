@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -11,11 +10,9 @@ import typer
 from rich.table import Table
 
 from atmorep_cli.console import out
+from atmorep_cli.ingest_options import expand_patterns, ingest_options
 from atmorep_cli.progress import progress_bar
-from atmorep_core import fields as catalogue
-from atmorep_core.data.ingest_plan import MEMBER_MEAN, IngestOptions
 from atmorep_core.data.prepare import prepare
-from atmorep_core.errors import ConfigError, InputDataError
 
 
 def command(
@@ -47,14 +44,11 @@ def command(
     file; readers see only committed files. Exit 3 for bad input (also implausible values), 4 for
     a store that does not match, 5 while another run writes it, 7 when the disk is full,
     read-only or not permitted (the store is left as it was)."""
-    paths = _expand(inputs)
-    options = IngestOptions(
-        fields=_fields(fields),
-        levels=_levels(levels),
-        member=_member(member),
-        resolution_deg=resolution,
+    paths = expand_patterns(inputs)
+    options = ingest_options(
+        fields=fields, levels=levels, member=member, resolution=resolution,
         allow_implausible=allow_implausible,
-    )
+    )  # fmt: skip
     with progress_bar("prepare", quiet=as_json) as progress:
         reports = prepare(paths, store, options, progress)
     if as_json:
@@ -69,43 +63,3 @@ def command(
             r.last_time or "", str(r.messages), f"{r.seconds:.1f}",
         )  # fmt: skip
     out.print(table)
-
-
-def _expand(patterns: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matches:
-            raise InputDataError(f"no file matches {pattern!r}")
-        paths.extend(Path(m) for m in matches)
-    return paths
-
-
-def _fields(text: str | None) -> tuple[str, ...] | None:
-    """The fields asked for, each known to the catalogue (an unknown name is an invalid option)."""
-    if text is None:
-        return None
-    names = tuple(text.split(","))
-    for name in names:
-        try:
-            catalogue.lookup(name)
-        except InputDataError as unknown:
-            raise ConfigError(f"--fields: {unknown}") from unknown
-    return names
-
-
-def _levels(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(level) for level in text.split(","))
-    except ValueError as error:
-        raise ConfigError(f"--levels: expected comma-separated integers, got {text!r}") from error
-
-
-def _member(text: str | None) -> int | str | None:
-    if text is None or text == MEMBER_MEAN:
-        return text
-    if not text.isdigit():
-        raise ConfigError(f"--member: expected a number or 'mean', got {text!r}")
-    return int(text)

@@ -1,5 +1,4 @@
-"""What the product commands (forecast, interpolate, counterfactual) share: their common options,
-the run log, the progress bar and the report of the run's manifest.
+"""The options that several product commands share, declared once, and the job they describe.
 
 Exit codes as for every command (`main.py`): 2 a bad option, 3 bad input data, 4 a missing
 store, 5 the output folder locked by another run, 6 input times not (yet) there.
@@ -7,22 +6,14 @@ store, 5 the output folder locked by another run, 6 input times not (yet) there.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from atmorep_cli.console import err, out
-from atmorep_cli.progress import progress_bar
-from atmorep_cli.runlog import Log, run_log
-
 if TYPE_CHECKING:
-    from atmorep_core.product_outputs import OutputOptions
-
-Manifest = dict[str, Any]
-Progress = Callable[[str, float], None]
+    from atmorep_core.jobs.product_job import ProductJob
 
 CHECKPOINT = typer.Option(
     ..., help="Run folder (its latest checkpoint) or checkpoint.", resolve_path=True
@@ -37,7 +28,11 @@ STATS_STORE = typer.Option(
 MEMBERS = typer.Option(1, help="Ensemble members (1: the mean over the model's heads).")
 SEED = typer.Option(0, help="Seed of the members' draws.")
 AREA = typer.Option(None, help="N/W/S/E in degrees; default: the whole grid.")
-FORMATS = typer.Option("grib,netcdf", "--format", help="grib, netcdf or grib,netcdf (both).")
+FORMATS = typer.Option(
+    "grib,netcdf",
+    "--format",
+    help="Comma-separated: grib (GRIB2), netcdf (CF NetCDF), csv (area means per lead).",
+)
 PLOT = typer.Option([], help="Write maps of this field (repeatable).")
 BATCH = typer.Option(16, help="Tiles per model call.")
 DEVICE = typer.Option("cpu", help="cpu or cuda.")
@@ -59,48 +54,33 @@ ALLOW_UNFAMILIAR = typer.Option(
 )
 
 
-def output_options(
-    formats: str, plot: Sequence[str], plot_steps: Sequence[int] = ()
-) -> OutputOptions:
-    """--format, --plot and the lead hours to map (none given: the last)."""
+def product_job(
+    *,
+    checkpoint: Path,
+    out_dir: Path,
+    store: Path | None,
+    inputs: Sequence[Path],
+    stats_store: Path | None,
+    formats: str,
+    plot: Sequence[str],
+    plot_steps: Sequence[int],
+    device: str,
+    force: bool,
+    allow_unfamiliar: bool,
+    allow_implausible: bool,
+) -> ProductJob:
+    """The job of a folder product's shared options; --plot-lead/--plot-time as lead hours
+    (none given: the last)."""
+    from atmorep_core.jobs.product_job import ProductJob
     from atmorep_core.product_outputs import OutputOptions
 
-    return OutputOptions(
+    outputs = OutputOptions(
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
         plot_fields=tuple(plot),
         plot_steps=tuple(plot_steps) or None,
     )
-
-
-def run_product_command(
-    what: str, out_dir: Path, log: Path | None, as_json: bool, job: Callable[[Progress], Manifest]
-) -> None:
-    """Run `job` (which parses the options, then runs) with the log and a progress bar, then
-    print its manifest (--json) or one line."""
-    with run_log(log or out_dir / "atmorep.log") as write_log:
-        with progress_bar(what, quiet=as_json) as progress:
-            manifest = job(progress)
-        warn_unfamiliar(manifest, write_log)
-        write_log(("up to date " if manifest["skipped"] else "done ") + json.dumps(manifest))
-    if as_json:
-        out.print_json(json.dumps(manifest))
-    elif manifest["skipped"]:
-        out.print(f"[green]up to date[/]: {out_dir} already holds this {what} (--force redoes it)")
-    else:
-        files = ", ".join(manifest["outputs"])
-        out.print(f"[green]{what}[/] {manifest['seconds']} s: {files} in {out_dir}")
-
-
-def warn_unfamiliar(manifest: Manifest, write_log: Log) -> None:
-    """Log each finding on input outside the checkpoint's experience that the run processed
-    (--allow-unfamiliar), and warn on stderr in one line."""
-    findings = manifest.get("unfamiliar") or []
-    for finding in findings:
-        write_log(f"warning: outside the checkpoint's experience: {finding}")
-    if findings:
-        err.print(
-            "[yellow]warning:[/] processed input outside the checkpoint's experience "
-            f"(--allow-unfamiliar): {'; '.join(findings)}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    return ProductJob(
+        checkpoint=checkpoint, out=out_dir, store=store, grib_inputs=tuple(inputs),
+        statistics_store=stats_store, outputs=outputs, device=device, force=force,
+        allow_unfamiliar=allow_unfamiliar, allow_implausible=allow_implausible,
+    )  # fmt: skip

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from atmorep_cli.console import err
 
@@ -28,3 +35,18 @@ def progress_bar(title: str, quiet: bool = False) -> Iterator[Callable[[str, flo
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(title, total=1.0, detail="")
         yield lambda message, fraction: bar.update(task, completed=fraction, detail=message)
+
+
+@contextmanager
+def stage_bars() -> Iterator[Callable[[str, float], None]]:
+    """As `progress_bar`, with a bar per stage (the callback's first argument names it)."""
+    columns = (TextColumn("{task.description:>9}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def show(stage: str, fraction: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=fraction)
+
+        yield show

@@ -6,28 +6,18 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from atmorep_cli.console import err, out
+from atmorep_cli.console import out
 from atmorep_cli.options import TIME_FORMS, parse_time
-from atmorep_core.data.sample import SampleSettingError, SampleSettings, generate_sample
+from atmorep_cli.progress import stage_bars
 from atmorep_core.errors import ConfigError
+from atmorep_core.sample.simulate import SampleSettingError, SampleSettings, generate_sample
 
 DEFAULT = SampleSettings()
 
-# SampleSettings field -> the option that sets it, so that errors name what the user typed.
-_OPTIONS = {
-    "start": "--start",
-    "days": "--days",
-    "spinup_days": "--spinup-days",
-    "resolution_deg": "--resolution",
-    "truncation": "--truncation",
-    "layers": "--layers",
-    "seed": "--seed",
-    "ifs_like_hours": "--ifs-like",
-    "ifs_like_base": "--ifs-like-base",
-    "ifs_like_runs": "--ifs-like-runs",
-}
+# SampleSettings fields set by an option of another name, so that errors name what the user
+# typed (the others: --days for days, --spinup-days for spinup_days, ...).
+_OPTIONS = {"resolution_deg": "--resolution", "ifs_like_hours": "--ifs-like"}
 
 
 def command(
@@ -73,23 +63,14 @@ def command(
             else parse_time(ifs_like_base, "--ifs-like-base"),
         )
     except SampleSettingError as bad:
-        raise ConfigError(f"{_OPTIONS.get(bad.key, bad.key)} {bad.reason}") from bad
-    with Progress(
-        TextColumn("{task.description:>9}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def show(stage: str, fraction: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=1.0)
-            bar.update(tasks[stage], completed=fraction)
-
+        raise ConfigError(f"{_option(bad.key)} {bad.reason}") from bad
+    with stage_bars() as show:
         files = generate_sample(out_dir, settings, show)
     _report(files, as_json)
+
+
+def _option(key: str) -> str:
+    return _OPTIONS.get(key, "--" + key.replace("_", "-"))
 
 
 def _report(files: list[Path], as_json: bool) -> None:

@@ -109,6 +109,17 @@ class LatLonGrid:
         rotated = self.rotated()
         return rotated.lats, rotated.lons
 
+    def geographic_extent(self) -> dict[str, float] | None:
+        """Where a rotated grid lies on the globe, south/north/west/east in degrees (its axes
+        say only where it lies when rotated); None for a grid that is not rotated."""
+        if not self.is_rotated:
+            return None
+        lats, lons = self.geographic()
+        return {
+            "south": float(lats.min()), "north": float(lats.max()),
+            "west": float(lons.min()), "east": float(lons.max()),
+        }  # fmt: skip
+
     @property
     def lat_last(self) -> float:
         return self.lat_first + self.lat_step * (self.nlat - 1)

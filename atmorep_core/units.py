@@ -4,6 +4,7 @@ The store keeps each field in the catalogue's unit (`fields.Field.units`). Only 
 are exact by definition are known: precipitation as a mass of water per area (kg m-2, what DWD
 and GRIB2's "tp" paramId 228228 use) is a depth of water in mm, i.e. a thousandth of a metre
 (ECMWF's tp, paramId 228), taking water's density as 1000 kg m-3 as both centres do.
+Dimensionless fields (lnsp) carry different names for "no unit" in GRIB1 and GRIB2 tables.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ _FACTORS: dict[tuple[str, str], float] = {
 }
 
 
+# What eccodes calls "no unit": "~" in GRIB1 tables, "Numeric" in GRIB2 ones.
+_DIMENSIONLESS = frozenset({"~", "Numeric", "1", "dimensionless"})
+
+
 def conversion_factor(found: str, wanted: str, what: str) -> float:
     """Factor from `found` to `wanted` units; InputDataError naming `what` if none is known."""
-    if found == wanted:
+    if found == wanted or {found, wanted} <= _DIMENSIONLESS:
         return 1.0
     factor = _FACTORS.get((found, wanted))
     if factor is None:

@@ -87,7 +87,8 @@ def prepare_inputs() -> tuple[Path, Path]:
 
 def run_case(name: str, store: Path, run: Path) -> dict[str, Any]:
     """One forecast job in this process; time per stage and the peak RSS."""
-    from atmorep_core.jobs.forecast_job import ForecastJob, run_forecast_job
+    from atmorep_core.jobs.product_job import ProductJob
+    from atmorep_core.jobs.product_kinds import run_product_job
     from atmorep_core.products.forecast import ForecastRequest
 
     torch.set_num_threads(THREADS)
@@ -96,7 +97,8 @@ def run_case(name: str, store: Path, run: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     request = ForecastRequest(INIT, case.lead_hours, area=case.area, batch_size=64)
     started = time.perf_counter()
-    manifest = run_forecast_job(ForecastJob(run, out, store=store, force=True, request=request))
+    job = ProductJob(checkpoint=run, out=out, store=store, force=True)
+    manifest = run_product_job(job, request)
     seconds = time.perf_counter() - started
     grid = manifest["grid"]
     return {

@@ -8,7 +8,7 @@ anomaly from the training window's mean per grid point and hour of day:
 
     biased = truth + 0.8 K + 0.7 K * cos(2 pi (hour - 15) / 24) + 0.4 * anomaly
 
-written as GRIB (`data/changed_copy.py`) and prepared as any model output would be. The recipe
+written as GRIB (`benchmarks/grib_edits.py`) and prepared as any model output would be. The recipe
 `recipes/t2m-bias.yaml` trains on 1-19 March (input: the biased store, target: the truth store);
 `atmorep bias-correct` then corrects a GRIB file of the biased 20-24 March with `--obs` the truth,
 which scores the raw input, the model (RMSE of the ensemble mean, fair CRPS of the members) and
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from cli_runs import atmorep
+from grib_edits import write_changed_copy
 from skill_t2m import REAL_SAMPLE, ensure_store
 
-from atmorep_core.data.changed_copy import write_changed_copy
 from atmorep_core.io.store import Store
 
 WORK = Path("skill-bias")

@@ -5,7 +5,7 @@ reference run beside the statistical baselines, all through `atmorep bias-correc
 
 (a) simulates the sample with five daily IFS-like forecasts (`atmorep sample --ifs-like 24
 --ifs-like-runs 5`: 28 January .. 1 February, 00 UTC + 0..23 h, with the boundary-layer error of
-`data/sample.py`) and prepares the reference store from its ERA5-like files and the companion
+`sample/simulate.py`) and prepares the reference store from its ERA5-like files and the companion
 store from the forecasts (valid times back to back); (b) trains `recipes/sample-bias.yaml` on the
 forecasts of 28-31 January against the reference; (c) runs `atmorep bias-correct --obs` on the
 forecast of 1 February, which scores the raw forecast, the model (RMSE of its ensemble mean, fair

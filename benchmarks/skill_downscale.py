@@ -8,7 +8,7 @@ per-gridpoint regression on it.
 (a) cuts 1-19 March out of the real sample (eccodes, message by message) and prepares it as the
 training store `skill-downscale/train.zarr`, so that neither the model nor its local
 normalisation statistics see the scored days; (b) trains `recipes/t2m-downscale.yaml` on it;
-(c) writes the sample's 1-degree block means (`atmorep_core/data/block_means.py`: 8 x 12 cells
+(c) writes the sample's 1-degree block means (`benchmarks/grib_edits.py`: 8 x 12 cells
 of 4 x 4 points) as GRIB and runs `atmorep downscale` on 20-24 March from them, 8 members;
 (d) runs `atmorep evaluate` on the product against the 0.25-degree store (its baselines for
 downscaling products: `bilinear_in_space` and `regression_on_bilinear`, fitted on the
@@ -27,9 +27,9 @@ from typing import Any
 import eccodes
 import numpy as np
 from cli_runs import atmorep
+from grib_edits import write_block_means
 from skill_t2m import REAL_SAMPLE, ensure_store
 
-from atmorep_core.data.block_means import write_block_means
 from atmorep_core.data.prepare import prepare
 
 WORK = Path("skill-downscale")

@@ -120,8 +120,8 @@ def scores(
 
 def evaluate(product: Path, store: Path) -> dict[str, Any]:
     with xr.open_dataset(product) as nc:
-        members = nc["t2m"].values.astype(np.float64)  # (member, step, lat, lon)
-        times = (nc["time"].values + nc["step"].values).astype("datetime64[s]")
+        members = nc["t2m"].transpose("realization", "time", ...).values.astype(np.float64)
+        times = nc["time"].values.astype("datetime64[s]")  # valid times
     truth = truth_of(store, times)
     hours = (times - times[0]) // np.timedelta64(1, "h")
     given = hours % EVERY == 0

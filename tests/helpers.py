@@ -170,17 +170,26 @@ def open_cfgrib(path: Path, **filter_by_keys: Any) -> xr.Dataset:
 
 def atmorep_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """The CLI run in this process as its console script runs it: exit code, stdout, stderr."""
+    code = atmorep_exit_code(*args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def atmorep_exit_code(*args: str) -> int:
+    """`atmorep_in_process` with the output left where it goes: the exit code (a code that is
+    not a number printed on stderr and 1, as Python's own exit does)."""
     from atmorep_cli import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["atmorep", *args])
         try:
             main.run()
-            code = 0
         except SystemExit as done:
-            code = int(done.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+            if done.code is None or isinstance(done.code, int):
+                return done.code or 0
+            print(done.code, file=sys.stderr)
+            return 1
+    return 0
 
 
 @contextmanager

@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from atmorep_core.data.block_means import write_block_means
-from atmorep_core.data.changed_copy import write_changed_copy
 from atmorep_core.data.prepare import prepare
 from atmorep_core.data.sampler import NeighbourhoodSampler, SamplerConfig
 from atmorep_core.errors import ConfigError
@@ -20,6 +18,7 @@ from atmorep_core.io.store import Store
 from atmorep_core.model.tokens import detokenize
 from atmorep_core.products.correct import _corrected
 from atmorep_core.regrid import Points, Regridder
+from benchmarks.grib_edits import write_block_means, write_changed_copy
 from tests.conftest import T2M
 from tests.helpers import read_grib, run_cli, shared_file, train_recipe_briefly
 

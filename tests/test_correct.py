@@ -16,11 +16,11 @@ from filelock import FileLock
 
 from atmorep_core.data.ingest_plan import IngestOptions
 from atmorep_core.data.prepare import prepare
-from atmorep_core.data.sample import SampleSettingError, SampleSettings, generate_sample
 from atmorep_core.engine.trained import TrainedModel, load_trained
 from atmorep_core.errors import ConfigError, MissingInputError
 from atmorep_core.grid import LatLonGrid, gaussian_latitudes
-from atmorep_core.io.grib_messages import read_points, read_values, scan_messages
+from atmorep_core.io.grib_messages import read_points, read_values
+from atmorep_core.io.grib_scan import scan_headers
 from atmorep_core.io.run_folder import LOCK_NAME
 from atmorep_core.io.store import Store
 from atmorep_core.model.config import model_config_from_dict
@@ -32,6 +32,7 @@ from atmorep_core.products.correct import (
     correct,
 )
 from atmorep_core.regrid import Points, Regridder
+from atmorep_core.sample.simulate import SampleSettingError, SampleSettings, generate_sample
 from tests.conftest import train_briefly
 from tests.helpers import (
     grib_messages,
@@ -63,7 +64,7 @@ def grid_points(grid: LatLonGrid) -> Points:
 def test_n80_gaussian_to_the_model_grid_and_back_within_the_stated_error() -> None:
     """The accuracy stated in regrid.py: 0.05 K everywhere, poles and date line included."""
     path = shared_file(N80)
-    gaussian = read_points(path, scan_messages(path)[0])  # the real file's N80 points
+    gaussian = read_points(path, scan_headers(path)[0])  # the real file's N80 points
     model = grid_points(LatLonGrid.global_grid(1.5))
     there = Regridder(gaussian, model)(smooth_field(gaussian.lats, gaussian.lons))
     assert np.abs(there - smooth_field(model.lats, model.lons)).max() < 0.05
@@ -71,7 +72,7 @@ def test_n80_gaussian_to_the_model_grid_and_back_within_the_stated_error() -> No
     assert np.abs(back - smooth_field(gaussian.lats, gaussian.lons)).max() < 0.08
     # The real temperature at level 101 loses the detail 1.5 degrees cannot hold (0.62 K RMS);
     # `correct` never sends the field itself round this trip, only the model's change to it.
-    real = read_values(path, scan_messages(path)[2])
+    real = read_values(path, scan_headers(path)[2])
     trip = Regridder(model, gaussian)(Regridder(gaussian, model)(real))
     assert np.sqrt(np.mean((trip - real) ** 2)) < 0.8
 
@@ -93,7 +94,7 @@ def test_a_reduced_gaussian_grid_regrids_as_well() -> None:
 
 
 def test_the_137_level_file_holds_the_seed_levels_of_t_u_v_q() -> None:
-    messages = scan_messages(shared_file(ML137))
+    messages = scan_headers(shared_file(ML137))
     held = {(m.short_name, m.level) for m in messages if m.level_type == "hybrid"}
     assert all((name, level) in held for name in "tuvq" for level in SEED_LEVELS)
     assert len(messages) == 550 and {m.step_hours for m in messages} == {24}
@@ -187,7 +188,7 @@ def test_correct_writes_grib2_on_the_input_grid_with_the_input_keys(
 
 def _input_levels(path: Path, short_name: str) -> list[np.ndarray]:
     found = {}
-    for message in scan_messages(path):
+    for message in scan_headers(path):
         if message.short_name == short_name and message.level in SEED_LEVELS:
             found[message.level] = read_values(path, message).reshape(34, 48)
     return [found[level] for level in SEED_LEVELS]
@@ -243,7 +244,7 @@ def test_grib1_input_is_corrected_as_grib2(tmp_path: Path) -> None:
     source = tmp_path / "one.grib"
     source.write_bytes(eccodes.codes_get_message(handle))
     eccodes.codes_release(handle)
-    message = scan_messages(source)[0]
+    message = scan_headers(source)[0]
     values = read_values(source, message) + 1.0
     rewrite(source, tmp_path / "out.grib", {0: values})
     [record] = read_grib(tmp_path / "out.grib", ("edition", "typeOfGeneratingProcess", "level"))
@@ -334,7 +335,7 @@ def test_on_the_n80_gaussian_grid_only_the_models_change_comes_back(tmp_path: Pa
              "global_std": [2.0] * 3}  # fmt: skip
     trained = TrainedModel(None, config, {"temperature": saved}, {}, 0, tmp_path)  # type: ignore[arg-type]
     opened, request = Store.open(store), CorrectRequest()
-    messages = scan_messages(source)
+    messages = scan_headers(source)
     raw = [read_values(source, m) for m in messages]
     same = correct(trained, opened, None, source, request, predictor=shifting_predictor(0.0))
     warmer = correct(trained, opened, None, source, request, predictor=shifting_predictor(0.5))

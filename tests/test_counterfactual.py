@@ -76,7 +76,7 @@ def test_the_cli_writes_counterfactual_factual_difference_and_a_map(
     for role in roles:
         with xr.open_dataset(tmp_path / f"{STEM}_{role}.nc") as nc:
             assert nc.attrs["counterfactual_role"] == role
-            values[role] = nc["t2m"].values  # (member, step, latitude, longitude)
+            values[role] = nc["t2m"].transpose("realization", "time", ...).values
     assert values["counterfactual"].shape == (2, 3, 33, 49)
     assert np.array_equal(values["difference"], values["counterfactual"] - values["factual"])
 

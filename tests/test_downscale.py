@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from atmorep_core.data.block_means import write_block_means
 from atmorep_core.io.grib_products import write_grib
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
 from atmorep_core.rotated_grid import RotatedGrid, rotate
+from benchmarks.grib_edits import write_block_means
 from tests.conftest import T2M
 from tests.helpers import read_grib, run_cli, shared_file, train_recipe_briefly
 

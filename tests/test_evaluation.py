@@ -306,9 +306,10 @@ def test_evaluate_writes_json_csv_and_plots_of_real_forecasts(
         scores["scores"][0]["rmse"]
     )
     written = json.loads((out / "scores.json").read_text())
+    # Level 2: the NetCDF product's 2 m above ground, as its GRIB2 has it.
     assert sorted(written["outputs"]) == sorted(
-        ["scores.csv", "plots/scores_t2m_0.png", "plots/error_t2m_0_001h.png",
-         "plots/error_t2m_0_006h.png", "plots/ranks_t2m_0_4m.png"]
+        ["scores.csv", "plots/scores_t2m_2.png", "plots/error_t2m_2_001h.png",
+         "plots/error_t2m_2_006h.png", "plots/ranks_t2m_2_4m.png"]
     )  # fmt: skip
     assert all(
         (out / name).stat().st_size > 10_000 for name in written["outputs"] if ".png" in name
@@ -323,7 +324,7 @@ def _check_against_independent_scores(scores: dict[str, Any], forecasts: Path, s
     for init in ("2019-03-22T12", "2019-03-22T15"):
         stamp = init.replace("-", "") + "00"
         with xr.open_dataset(forecasts / f"forecast_{stamp}.nc") as product:
-            mean = product["t2m_mean"].isel(step=-1).values
+            mean = product["t2m_mean"].isel(time=-1).values
         valid, start = (np.datetime64(init) + np.timedelta64(h, "h") for h in (6, 0))
         observed = truth.data[int(np.flatnonzero(truth.times == valid)[0]), 0]
         initial = truth.data[int(np.flatnonzero(truth.times == start)[0]), 0]

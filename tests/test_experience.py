@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atmorep_core.data.changed_copy import write_changed_copy
 from atmorep_core.data.ingest_plan import IngestOptions
 from atmorep_core.data.prepare import prepare
-from atmorep_core.data.sample import SampleSettings, generate_sample
 from atmorep_core.engine.trained import load_trained
 from atmorep_core.errors import InputDataError
-from atmorep_core.io.grib_messages import read_points, read_values, scan_messages
+from atmorep_core.io.grib_messages import read_points, read_values
+from atmorep_core.io.grib_scan import scan_headers
 from atmorep_core.io.store import Store
 from atmorep_core.products.experience import (
     FieldValues,
@@ -25,6 +24,8 @@ from atmorep_core.products.experience import (
     check_grib,
     store_values,
 )
+from atmorep_core.sample.simulate import SampleSettings, generate_sample
+from benchmarks.grib_edits import write_changed_copy
 from tests.conftest import train_briefly
 from tests.helpers import atmorep_in_process, run_cli, shared_file
 
@@ -164,7 +165,7 @@ def test_a_forecast_over_germany_against_a_checkpoint_of_the_uk_is_outside_its_r
     uk = Store.open(t2m_store)
     reference = Reference((201903,), {}, uk)
     path = shared_file(COSMO_T2M)
-    message = scan_messages(path)[0]
+    message = scan_headers(path)[0]
     points = read_points(path, message)
     values = read_values(path, message)[None, ::10]
     when = np.array([message.valid_time], dtype="datetime64[s]")

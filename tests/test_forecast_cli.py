@@ -49,7 +49,7 @@ def test_uk_t2m_products_read_back_with_cfgrib_and_xarray(
         t2m = cf["t2m"]  # (number, step, latitude, longitude)
         assert t2m.shape == (3, 6, 33, 49)
         assert float(cf.latitude[0]) == 58.0 and float(cf.longitude[0]) == -10.0
-        ensemble = nc["t2m"].values  # (member, step, latitude, longitude)
+        ensemble = nc["t2m"].transpose("realization", "time", ...).values  # as cfgrib's
         assert np.abs(t2m.values - ensemble).max() < 0.01  # 16-bit packing over ~20 K
         mean = nc["t2m_mean"].values
     truth = Store.open(t2m_store).field("t2m")

@@ -15,13 +15,18 @@ import eccodes
 import numpy as np
 import pytest
 
+from atmorep_core.errors import InputDataError
 from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.grib_products import write_grib
+from atmorep_core.io.grib_scan import scan_headers
 from atmorep_core.io.grib_write import (
     GribMessage,
     GribWriter,
     encode,
     write_messages,
 )
+from atmorep_core.io.product import Product, ProductField
+from atmorep_core.io.product_read import peek_product
 from tests.helpers import open_cfgrib, read_grib
 
 GRID = LatLonGrid.global_grid(10.0)  # 19 x 36, 90 .. -90, 0 .. 350
@@ -239,3 +244,83 @@ def test_global_grid_layout() -> None:
     assert (grid.lats[0], grid.lats[-1], grid.lons[-1]) == (90.0, -90.0, 358.0)
     with pytest.raises(ValueError, match="divide"):
         LatLonGrid.global_grid(7.0)
+
+
+@pytest.mark.parametrize("edition", [2, 1])
+def test_one_scan_reads_back_what_was_written(tmp_path: Path, edition: int) -> None:
+    """The one header type: identity, times, member, grid, accumulation, place in the file."""
+    path = tmp_path / "scan.grib"
+    temperature = field(1, 270.0, 5.0)
+    rain = np.abs(field(2, 0.0, 0.004))
+    write_messages(
+        path,
+        [
+            GribMessage("t", "isobaricInhPa", 500, BASE, temperature, GRID, step_hours=24,
+                        number=3, stream="enfo", data_type="pf", edition=edition),
+            GribMessage("tp", "surface", 0, BASE, rain, GRID, step_hours=12, data_type="fc",
+                        edition=edition),
+        ],
+    )  # fmt: skip
+    first, second = scan_headers(path, read_grids=True, keep_values=True)
+    identity = [(h.short_name, h.param_id, h.level_type, h.level) for h in (first, second)]
+    assert identity == [("t", 130, "isobaricInhPa", 500), ("tp", 228, "surface", 0)]
+    assert (first.index, first.offset, second.index) == (0, 0, 1)
+    assert second.offset == len(read_bytes_of_first_message(path))
+    assert first.base_time == second.base_time == np.datetime64("2020-01-31T18:00:00")
+    assert first.valid_time == np.datetime64("2020-02-01T18:00:00") and first.step_hours == 24
+    assert (second.step_hours, second.accumulation_s, first.accumulation_s) == (12, 12 * 3600, None)
+    assert (first.member, first.data_type, second.member, second.data_type) == (3, "pf", 0, "fc")
+    assert first.grid_type == "regular_ll" and first.grid_key == second.grid_key
+    assert isinstance(first.grid, LatLonGrid) and first.grid.matches(GRID)
+    assert first.values is not None and first.values.shape == GRID.shape
+    assert np.abs(first.values - temperature).max() <= packing_error(temperature) * 1.001 + 1e-4
+    assert first.missing == 0 and first.where == "scan.grib message 1"
+
+
+def read_bytes_of_first_message(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        handle = eccodes.codes_grib_new_from_file(stream)
+        try:
+            return bytes(eccodes.codes_get_message(handle))
+        finally:
+            eccodes.codes_release(handle)
+
+
+def test_a_grid_prepare_cannot_read_is_refused_there_and_scanned_for_a_correction(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "reduced.grib2"
+    handle = eccodes.codes_grib_new_from_samples("reduced_gg_pl_32_grib2")
+    try:
+        path.write_bytes(bytes(eccodes.codes_get_message(handle)))
+    finally:
+        eccodes.codes_release(handle)
+    with pytest.raises(InputDataError, match=r"reduced\.grib2 message 1: grid type .reduced_gg."):
+        scan_headers(path, read_grids=True)
+    (header,) = scan_headers(path)
+    assert (header.grid_type, header.grid, header.values) == ("reduced_gg", None, None)
+    with pytest.raises(ValueError, match="scanned without reading its grid"):
+        _ = header.regular_grid
+
+
+def test_a_file_that_is_not_grib_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "empty.grib"
+    path.write_bytes(b"no messages here")
+    with pytest.raises(InputDataError, match=r"empty\.grib: no GRIB messages in file"):
+        scan_headers(path)
+
+
+def test_a_grib_product_is_peeked_from_its_members_alone(tmp_path: Path) -> None:
+    """Base time and fields from the scan's headers; the statistics messages (em, es) are no
+    members and do not count."""
+    values = np.stack([field(seed, 250.0, 5.0)[None, None] for seed in (1, 2)])  # (M, 1, 1, ..)
+    fields = (
+        ProductField("temperature", "isobaricInhPa", (500,), GRID, values),
+        ProductField("t2m", "surface", (0,), GRID, values + 30.0),
+    )
+    path = tmp_path / "p.grib2"
+    written = write_grib(Product(BASE, (6,), fields), path, statistics=True)
+    types = {h.data_type for h in scan_headers(path)}
+    assert written == 2 * (2 + 2) and types == {"pf", "em", "es"}
+    info = peek_product(path)
+    assert (info.init, info.fields, dict(info.attributes)) == (BASE, ("temperature", "t2m"), {})

@@ -14,7 +14,7 @@ from atmorep_core import fields
 from atmorep_core.data.plausibility import RANGES
 from atmorep_core.errors import InputDataError
 from atmorep_core.io import grib_read
-from atmorep_core.io.grib_messages import scan_messages
+from atmorep_core.io.grib_scan import scan_headers
 from atmorep_core.io.store import Store
 from atmorep_core.products.correct_input import Need, select
 from atmorep_core.units import conversion_factor
@@ -125,14 +125,14 @@ def test_a_correction_input_with_an_implausible_value_is_refused(tmp_path: Path)
     path = write_messages(tmp_path / "ifs.grib2", messages)
     needs = {"temperature": Need("hybrid", (96, 137)), "velocity_u": Need("hybrid", (7, 137))}
     with pytest.raises(InputDataError) as refused:
-        select(path, scan_messages(path), needs)
+        select(path, scan_headers(path), needs)
     assert f"ifs.grib2 message {target + 1}, level 137, 2018-11-15T12:00: temperature -500 K" in (
         str(refused.value)
     )
-    selection = select(path, scan_messages(path), needs, allow_implausible=True)
+    selection = select(path, scan_headers(path), needs, allow_implausible=True)
     assert len(selection.messages) == 4  # two fields, two levels, one time
     # The real file is plausible everywhere, its 137 m/s winds at model level 7 included.
-    select(shared_file(ML137), scan_messages(shared_file(ML137)), needs)
+    select(shared_file(ML137), scan_headers(shared_file(ML137)), needs)
 
 
 def _keys(message: bytes) -> tuple[str, int]:
@@ -140,3 +140,16 @@ def _keys(message: bytes) -> tuple[str, int]:
     keys = (str(eccodes.codes_get(handle, "shortName")), int(eccodes.codes_get(handle, "level")))
     eccodes.codes_release(handle)
     return keys
+
+
+def test_a_grib2_model_level_file_is_prepared_whole_with_its_dimensionless_lnsp(
+    tmp_path: Path,
+) -> None:
+    """GRIB2 tables call lnsp's unit "Numeric", GRIB1's "~": both mean none, nothing to convert."""
+    assert conversion_factor("Numeric", "~", "lnsp") == 1.0
+    store = tmp_path / "ml137.zarr"
+    result = run_cli("prepare", str(shared_file(ML137)), "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    lnsp = Store.open(store).field("lnsp").read("data")
+    # ln of surface pressures between 500 and 1050 hPa over Europe.
+    assert np.log(50000) < lnsp.min() < lnsp.max() < np.log(105000)

@@ -29,6 +29,7 @@ from tests.helpers import (
     store_fingerprint,
     write_messages,
 )
+from tests.killer import INGEST_FAULT_POINTS, run_killed
 
 T2M = "era5/era5-t2m-uk-2019-03-01to24.grib"
 
@@ -167,10 +168,9 @@ def test_killed_ingest_resumes_to_the_same_store(
     first, second = str(t2m_parts["first"]), str(t2m_parts["second"])
     reference = _prepared(tmp_path / "ref", t2m_parts["first"], t2m_parts["second"])
     store = tmp_path / "killed.zarr"
-    killed = run_cli(
-        "prepare", first, second, "--store", str(store),
-        env={"ATMOREP_TEST_KILL_AT_FAULT_POINT": str(fault_point)},
-    )  # fmt: skip
+    killed = run_killed(
+        fault_point, INGEST_FAULT_POINTS, "prepare", first, second, "--store", str(store)
+    )
     assert killed.returncode == -9, killed.stderr
     assert store.with_name("killed.zarr.journal").exists()
     resumed = run_cli("prepare", first, second, "--store", str(store), "--json")
@@ -179,6 +179,17 @@ def test_killed_ingest_resumes_to_the_same_store(
     assert statuses == (["ingested", "ingested"] if fault_point <= 3 else ["skipped", "ingested"])
     assert_same_store(reference, store)
     _no_leftovers(store)
+
+
+def test_an_ingest_passes_three_fault_points_per_file_of_one_field(
+    tmp_path: Path, t2m_parts: dict[str, Path]
+) -> None:
+    """The kill trials above reach every fault point: 3 per file (data, statistics, source)."""
+    first, second = str(t2m_parts["first"]), str(t2m_parts["second"])
+    store = str(tmp_path / "s.zarr")
+    counted = run_killed(0, INGEST_FAULT_POINTS, "prepare", first, second, "--store", store)
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stderr.splitlines()[-1] == "events: 6"
 
 
 def test_info_reports_the_store(tmp_path: Path, t2m_parts: dict[str, Path]) -> None:

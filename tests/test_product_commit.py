@@ -26,7 +26,9 @@ from safetensors.torch import load_file, save_file
 from atmorep_cli.main import run
 from atmorep_core.errors import ConfigError
 from atmorep_core.io.filesystem import STAGING
-from atmorep_core.io.run_folder import LOCK_NAME, ProductRun
+from atmorep_core.io.product_read import read_product
+from atmorep_core.io.product_stash import load_products
+from atmorep_core.io.run_folder import COMPUTED, LOCK_NAME, ProductRun
 from atmorep_core.jobs.product_job import INPUT_CACHE, Make, run_product
 from tests.conftest import T2M
 from tests.helpers import (
@@ -67,8 +69,8 @@ def files(folder: Path) -> dict[str, str]:
 
 
 def final_files(folder: Path) -> dict[str, str]:
-    """`files` under their final names (not in the staging folder)."""
-    return {n: d for n, d in files(folder).items() if not n.startswith(STAGING)}
+    """`files` under their final names (not staged, nor the computed products kept)."""
+    return {n: d for n, d in files(folder).items() if not n.startswith((STAGING, COMPUTED))}
 
 
 def assert_committed(folder: Path) -> None:
@@ -161,43 +163,74 @@ def test_a_run_moves_its_files_in_with_the_manifest_and_a_failed_one_changes_not
     assert_committed(tmp_path)
 
 
+def test_what_a_killed_run_staged_whole_is_moved_in_and_the_rest_removed(tmp_path: Path) -> None:
+    made = {"p.grib2": b"grib", "maps/p/a.png": b"png"}
+    digests = {n: hashlib.sha256(b).hexdigest() for n, b in made.items()}
+    staging = tmp_path / STAGING
+    for name, data in made.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
+    # Killed before its manifest was written: nothing moves in.
+    with ProductRun(tmp_path, "p", {"n": 1}).locked():
+        assert not staging.exists()
+    assert final_files(tmp_path) == {}
+    # Killed after writing it: the whole commit is finished, then up to date for that request.
+    for name, data in made.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
+    (staging / "p.json").write_text(json.dumps({"request": {"n": 1}, "outputs": digests}))
+    run = ProductRun(tmp_path, "p", {"n": 1})
+    with run.locked():
+        assert run.up_to_date() is not None
+    assert {n: d for n, d in final_files(tmp_path).items() if n != "p.json"} == digests
+    # A staged file whose checksum does not match its manifest is not moved in.
+    (staging / "p.grib2").parent.mkdir(parents=True, exist_ok=True)
+    (staging / "p.grib2").write_bytes(b"truncated")
+    (staging / "p.json").write_text(json.dumps({"request": {"n": 2}, "outputs": digests}))
+    with ProductRun(tmp_path, "p", {"n": 2}).locked():
+        pass
+    assert (tmp_path / "p.grib2").read_bytes() == b"grib"
+    assert json.loads((tmp_path / "p.json").read_text())["request"] == {"n": 1}
+
+
 # --- kill -9 inside the write-and-rename phase ------------------------------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("renames", range(1, 8))
+@pytest.mark.parametrize("renames", range(1, 9))
 def test_a_forecast_killed_after_any_rename_is_whole_after_the_rerun(
     tmp_path: Path, t2m_run: Path, reference: tuple[Path, int], renames: int
 ) -> None:
-    count = reference[1]
-    assert count == 7  # GRIB2, NetCDF and map staged; then the manifest and the three moved
+    # The computed products kept; GRIB2, NetCDF and map staged; the manifest and the three moved.
+    assert reference[1] == 8
     args = forecast_args(t2m_run, tmp_path)
-    # After the last rename the files are the killed run's own, listed by its manifest.
-    expected = uninterrupted(args, tmp_path) if renames < count else None
-    shutil.rmtree(tmp_path, ignore_errors=True)
     killed = killed_after(renames, tmp_path, args)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert_committed(tmp_path)
+    made = {name.removeprefix(f"{STAGING}/"): d for name, d in files(tmp_path).items()}
+    kept = load_products(ProductRun(tmp_path, STEM, {}).computed)
+    assert kept is not None  # from the first rename on, until the folder is committed
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout)["skipped"] == (renames == count)  # all moved: up to date
-    if expected is not None:
-        assert_same_products(tmp_path, expected)
-
-
-def uninterrupted(args: list[str], folder: Path) -> Path:
-    """The folder of an uninterrupted run of the same command line, moved beside `folder`."""
-    assert run_cli(*args).returncode == 0
-    return Path(shutil.move(folder, folder.with_name(folder.name + "-uninterrupted")))
+    # Once its manifest was in place, the killed run's files were whole: the rerun moves them in.
+    assert json.loads(rerun.stdout)["skipped"] == (renames >= 5)
+    now = files(tmp_path)
+    assert sorted(now) == sorted([*PRODUCTS, f"{STEM}.json"])  # the kept products dropped
+    # Written from the killed run's numbers: what it had written is the same, byte for byte ...
+    assert {n: d for n, d in now.items() if n in made} == {n: made[n] for n in now if n in made}
+    [product], _ = kept
+    [field] = read_product(tmp_path / f"{STEM}.nc").fields
+    np.testing.assert_array_equal(field.values, product.fields[0].values)  # ... and the rest
+    assert_same_products(tmp_path, reference[0])  # the values of an uninterrupted run
 
 
 def assert_same_products(folder: Path, reference: Path) -> None:
     """The same files holding the same values, and manifests alike but for their time.
 
-    Values are compared to one float32 step, not bytes: the model's last bit on the CPU follows
-    where the process's heap puts its tensors (a longer --out path, or a rerun that first hashes
-    an earlier run's files, can flip it at a few % of points), so two runs of one request agree
-    to 3e-5 K, not always bit for bit."""
+    Values are compared to one float32 step, not bytes: a computation on the CPU can differ in
+    its last bit from one run to the next with the threads' timing (seen at a few % of points in
+    about one run of five, in some stretches), so two runs of one request agree to 3e-5 K, not
+    always bit for bit. What a killed run had made whole is moved in, not recomputed."""
     now, then = files(folder), files(reference)
     manifest = f"{STEM}.json"
     assert sorted(now) == sorted(then) == sorted([*PRODUCTS, manifest])
@@ -214,21 +247,20 @@ def assert_same_products(folder: Path, reference: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_forced_rerun_killed_between_manifest_and_products_leaves_no_earlier_product(
+def test_a_forced_rerun_killed_between_manifest_and_products_is_completed_by_the_next_run(
     tmp_path: Path, t2m_run: Path
 ) -> None:
     args = forecast_args(t2m_run, tmp_path)
     assert run_cli(*args).returncode == 0
-    earlier = tmp_path.with_name(tmp_path.name + "-earlier")
-    shutil.copytree(tmp_path, earlier)
-    # Renames 4 and 5: the manifest, then the GRIB2; the earlier run's files went before them.
-    killed = killed_after(5, tmp_path, [*args, "--force"])
+    # Renames 5 and 6: the manifest, then the GRIB2; the earlier run's files went before them.
+    killed = killed_after(6, tmp_path, [*args, "--force"])
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert sorted(final_files(tmp_path)) == [f"{STEM}.grib2", f"{STEM}.json"]
     assert_committed(tmp_path)
+    listed = json.loads((tmp_path / f"{STEM}.json").read_text())["outputs"]
     rerun = run_cli(*args)
-    assert rerun.returncode == 0 and not json.loads(rerun.stdout)["skipped"], rerun.stderr
-    assert_same_products(tmp_path, earlier)
+    assert rerun.returncode == 0 and json.loads(rerun.stdout)["skipped"], rerun.stderr
+    assert {n: d for n, d in files(tmp_path).items() if n != f"{STEM}.json"} == listed
 
 
 def correct_args(run: Path, source: Path, target: Path) -> list[str]:
@@ -249,10 +281,17 @@ def test_correct_killed_after_any_rename_is_whole_after_the_rerun(
     killed = killed_after(renames, tmp_path, args)  # the corrected file, manifest, move
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert_committed(tmp_path)
+    staged = files(tmp_path)
     assert run_cli(*args).returncode == 0
-    for new, old in zip(decode_all(target), corrected, strict=True):  # to a float32 step, as above
-        np.testing.assert_allclose(new["values"], old["values"], rtol=0, atol=0.01)
-    assert sorted(files(tmp_path)) == ["slice.corrected.grib2", "slice.corrected.json"]
+    now = files(tmp_path)
+    assert sorted(now) == ["slice.corrected.grib2", "slice.corrected.json"]
+    if renames == 1:  # computed again: to a float32 step, as above
+        for new, old in zip(decode_all(target), corrected, strict=True):
+            np.testing.assert_allclose(new["values"], old["values"], rtol=0, atol=0.01)
+    else:  # moved in as the killed run made it
+        assert now["slice.corrected.grib2"] == staged.get(
+            f"{STAGING}/slice.corrected.grib2", staged.get("slice.corrected.grib2")
+        )
 
 
 # --- full and read-only disks, paths in the way -------------------------------------------------
@@ -262,6 +301,9 @@ def test_correct_killed_after_any_rename_is_whole_after_the_rerun(
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     with mounted_tmpfs(tmp_path / "disk", "1m") as point:
         yield point
+
+
+KEPT = 16 << 10  # what the computed products kept take on the disk: 13 KB of values, in pages
 
 
 def fill(disk: Path, leave: int) -> None:
@@ -282,9 +324,9 @@ def earlier_products(disk: Path, reference: Path) -> Path:
 @pytest.mark.parametrize(
     ("formats", "leave", "failing"),
     [
-        ("grib", 0, ".grib2"),  # Python's own write: ENOSPC
-        ("grib,netcdf", 12 << 10, ".nc"),  # netCDF-4 says "HDF error"; the GRIB2 was staged
-        ("grib,netcdf", 80 << 10, "_surface0_002h.png"),  # the map, after GRIB2 and NetCDF
+        ("grib", 0, ".npz"),  # the computed products kept first; numpy's write: ENOSPC
+        ("grib,netcdf", KEPT + (12 << 10), ".nc"),  # netCDF-4 says "HDF error"; GRIB2 staged
+        ("grib,netcdf", KEPT + (80 << 10), "_surface0_002h.png"),  # after GRIB2 and NetCDF
     ],
 )
 def test_a_full_disk_exits_7_naming_the_file_and_leaves_the_folder_as_it_was(
@@ -304,7 +346,9 @@ def test_a_full_disk_exits_7_naming_the_file_and_leaves_the_folder_as_it_was(
     assert result.returncode == 7, result.stderr
     line = one_error_line(result.stderr)
     stem = "forecast_20190322T1300"
-    named = f"maps/{stem}/t2m{failing}" if failing.endswith(".png") else f"{stem}{failing}"
+    named = {".png": f"maps/{stem}/t2m{failing}", ".npz": f"{COMPUTED}/{stem}{failing}"}.get(
+        failing[failing.rindex(".") :], f"{stem}{failing}"
+    )
     # netCDF-4 adds its own words: "... No space left on device (NetCDF: HDF error)"
     assert line.startswith(f"error: cannot write {folder / named}: No space left on device"), line
     assert files(folder) == before

@@ -223,9 +223,9 @@ def test_netcdf_round_trips_members_statistics_and_coordinates(tmp_path: Path) -
     with xr.open_dataset(path) as ds:
         ds.load()
     t, field = ds["temperature"], ensemble_product.field_named("temperature")
-    assert t.dims == ("member", "step", "level", "latitude", "longitude")
+    assert t.dims == ("time", "realization", "model_level", "latitude", "longitude")
     assert t.dtype == np.float32
-    np.testing.assert_array_equal(t.values, field.values)
+    np.testing.assert_array_equal(t.transpose("realization", "time", ...).values, field.values)
     np.testing.assert_array_equal(
         ds["temperature_mean"].values,
         field.values.mean(axis=0, dtype=np.float64).astype(np.float32),
@@ -235,7 +235,10 @@ def test_netcdf_round_trips_members_statistics_and_coordinates(tmp_path: Path) -
         field.values.std(axis=0, ddof=1, dtype=np.float64).astype(np.float32),
     )
     quantiles = np.quantile(field.values, [0.25, 0.5, 0.75], axis=0).astype(np.float32)
-    np.testing.assert_array_equal(ds["temperature_quantiles"].values, quantiles)
+    assert ds["temperature_quantiles"].dims[:2] == ("time", "quantile")
+    np.testing.assert_array_equal(
+        ds["temperature_quantiles"].transpose("quantile", "time", ...).values, quantiles
+    )
     np.testing.assert_array_equal(
         ds["temperature_quantiles"].sel(quantile=0.5), np.median(field.values, axis=0)
     )
@@ -250,17 +253,28 @@ def test_netcdf_round_trips_members_statistics_and_coordinates(tmp_path: Path) -
         }.items()
     )
     assert ds["temperature_mean"].attrs["cell_methods"] == "realization: mean"
+    assert t.encoding["coordinates"] == "forecast_reference_time step"
 
-    screen = ds["t2m"]  # one surface level: no level dimension; its own grid dimensions
-    assert screen.dims == ("member", "step", "latitude_2", "longitude_2")
+    # One level stored as ERA5's surface 0: no level dimension, the GRIB2 product's level
+    # (2 m above ground) as a scalar height coordinate; its own grid dimensions.
+    screen = ds["t2m"]
+    assert screen.dims == ("time", "realization", "latitude_2", "longitude_2")
     np.testing.assert_array_equal(
-        screen.values, ensemble_product.field_named("t2m").values[:, :, 0]
+        screen.values, ensemble_product.field_named("t2m").values[:, :, 0].swapaxes(0, 1)
     )
-    assert (screen.attrs["level_type"], screen.attrs["level"]) == ("surface", 0)
+    assert (screen.attrs["GRIB_typeOfLevel"], screen.attrs["GRIB_level"]) == (
+        "heightAboveGround",
+        2,
+    )
+    assert screen.encoding["coordinates"] == "forecast_reference_time step height"
+    assert float(ds["height"]) == 2.0
+    assert (ds["height"].attrs["units"], ds["height"].attrs["axis"]) == ("m", "Z")
 
-    assert ds["level"].values.tolist() == [96, 137]
-    assert ds["level"].attrs["level_type"] == "hybrid"
-    assert ds["member"].values.tolist() == [1, 2, 3]
+    assert ds["model_level"].values.tolist() == [96, 137]
+    assert ds["model_level"].attrs["GRIB_typeOfLevel"] == "hybrid"
+    assert ds["model_level"].attrs["standard_name"] == "model_level_number"
+    assert ds["realization"].values.tolist() == [1, 2, 3]
+    assert ds["realization"].attrs["units"] == "1"
     np.testing.assert_array_equal(ds["latitude"].values, GLOBAL.lats)
     np.testing.assert_array_equal(ds["longitude_2"].values, UK.lons)
     assert (ds["latitude"].attrs["units"], ds["longitude"].attrs["units"]) == (
@@ -271,11 +285,12 @@ def test_netcdf_round_trips_members_statistics_and_coordinates(tmp_path: Path) -
         "latitude",
         "longitude",
     )
-    assert ds["time"].values == np.datetime64(INIT, "ns")
-    assert ds["time"].attrs["standard_name"] == "forecast_reference_time"
-    assert ds["valid_time"].encoding["units"] == "hours since 2021-03-14T12:00:00"
+    assert ds["forecast_reference_time"].values == np.datetime64(INIT, "ns")
+    assert ds["time"].attrs["standard_name"] == "time"
+    assert ds["time"].encoding["units"] == "hours since 2021-03-14T12:00:00"
     assert ds["step"].values.tolist() == [np.timedelta64(h, "h").astype("m8[ns]") for h in STEPS]
-    assert ds["valid_time"].values.tolist() == [
+    assert ds["step"].dims == ("time",)
+    assert ds["time"].values.tolist() == [
         np.datetime64(v, "ns").astype(int) for v in ensemble_product.valid_times
     ]
     assert (
@@ -284,9 +299,14 @@ def test_netcdf_round_trips_members_statistics_and_coordinates(tmp_path: Path) -
             "Conventions": "CF-1.10",
             "product_kind": "forecast",
             "init": "2021-03-14T12:00:00",
+            "ensemble_members": 3,
+            "product_attributes": "checkpoint command",
             **provenance,
         }.items()
     )
+    # No clock time, so that a rerun writes the same bytes (the manifest records the run's).
+    assert ds.attrs["history"] == "written by atmorep 0.1.0 (run time in the product's manifest)"
+    assert {"institution", "source"} <= ds.attrs.keys()
 
 
 def test_netcdf_of_a_deterministic_product_on_two_level_sets(tmp_path: Path) -> None:
@@ -294,12 +314,15 @@ def test_netcdf_of_a_deterministic_product_on_two_level_sets(tmp_path: Path) -> 
     z = ProductField(
         "geopotential", "isobaricInhPa", (500, 850), GLOBAL, ensemble(4, 1, 2, GLOBAL, 5e4, 1e3)
     )
-    write_netcdf(product(1, temperature(1), z), path)
+    u = ProductField("velocity_u", "isobaricInhPa", (850,), GLOBAL, ensemble(5, 1, 1, GLOBAL, 0, 9))
+    write_netcdf(product(1, temperature(1), z, u), path)
     with xr.open_dataset(path) as ds:
         ds.load()
-    assert ds["geopotential"].dims == ("member", "step", "level_2", "latitude", "longitude")
-    assert ds["level_2"].values.tolist() == [500, 850]
-    assert (ds["level_2"].attrs["level_type"], ds["level_2"].attrs["units"]) == (
+    assert ds["geopotential"].dims == ("time", "realization", "pressure", "latitude", "longitude")
+    assert ds["pressure"].values.tolist() == [500, 850]
+    assert ds["velocity_u"].dims[2] == "pressure_2"  # another set of pressure levels
+    assert ds["pressure_2"].values.tolist() == [850]
+    assert (ds["pressure"].attrs["GRIB_typeOfLevel"], ds["pressure"].attrs["units"]) == (
         "isobaricInhPa",
         "hPa",
     )

@@ -21,7 +21,7 @@ import pytest
 
 from atmorep_cli.main import run
 from atmorep_core.errors import ConfigError
-from atmorep_core.jobs.forecast_job import ForecastJob
+from atmorep_core.jobs.product_job import ProductJob
 from atmorep_core.jobs.request_checks import check_product, describe, physical_memory
 from atmorep_core.model.multiformer import count_parameters
 from atmorep_core.products.forecast import ForecastRequest
@@ -159,7 +159,7 @@ def test_a_mars_date_forecasts_from_midnight(cli: Cli, tmp_path: Path, global_ru
 
 def test_the_estimate_of_a_normal_run_grows_with_members_and_lead(global_run: Path) -> None:
     request = ForecastRequest(init=datetime(2017, 1, 2), lead_hours=12)
-    job = ForecastJob(global_run, global_run.parent / "unused", request=request)
+    job = ProductJob(checkpoint=global_run, out=global_run.parent / "unused")
     one = check_product(job, request)
     assert one.memory_bytes < physical_memory() / 100
     two = check_product(job, replace(request, members=2))
@@ -179,7 +179,7 @@ def test_describe_reads_no_weights(global_run: Path) -> None:
     assert all(p.is_meta for p in described.model.parameters())
     with pytest.raises(ConfigError, match="--plot-lead 24h: not a step of the product \\(12h\\)"):
         request = ForecastRequest(init=datetime(2017, 1, 2), lead_hours=12)
-        job = ForecastJob(global_run, global_run.parent / "unused", request=request)
+        job = ProductJob(checkpoint=global_run, out=global_run.parent / "unused")
         check_product(replace(job, outputs=replace(job.outputs, plot_steps=(24,))), request)
 
 

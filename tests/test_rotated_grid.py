@@ -124,9 +124,9 @@ def test_netcdf_round_trip_is_exact_and_cf(tmp_path: Path) -> None:
     for read, written in zip(back.fields, product.fields, strict=True):
         np.testing.assert_array_equal(read.values, written.values)
     dataset = product_dataset(product)
-    assert dataset["t2m"].dims == ("member", "step", "rlat", "rlon")
+    assert dataset["t2m"].dims == ("time", "realization", "rlat", "rlon")
     assert dataset["t2m"].attrs["grid_mapping"] == "rotated_pole"
-    assert dataset["t2m"].attrs["coordinates"] == "latitude longitude"
+    assert dataset["t2m"].encoding["coordinates"].endswith(" latitude longitude")
     mapping = dataset["rotated_pole"].attrs
     assert mapping["grid_mapping_name"] == "rotated_latitude_longitude"
     assert (mapping["grid_north_pole_latitude"], mapping["grid_north_pole_longitude"]) == (
@@ -136,7 +136,7 @@ def test_netcdf_round_trip_is_exact_and_cf(tmp_path: Path) -> None:
     assert dataset["rlat"].attrs["standard_name"] == "grid_latitude"
     assert dataset["rlon"].attrs["standard_name"] == "grid_longitude"
     np.testing.assert_array_equal(dataset["latitude"].values, nae.lats)
-    assert dataset["msl"].dims == ("member", "step", "latitude_2", "longitude_2")
+    assert dataset["msl"].dims == ("time", "realization", "latitude_2", "longitude_2")
 
 
 def test_cosmo_rea6_is_the_published_grid_over_europe(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from atmorep_cli.main import app
-from atmorep_core.data.sample import (
+from atmorep_core.errors import ConfigError
+from atmorep_core.fields import lookup
+from atmorep_core.sample.levels import make_synthesis, vertical_weights
+from atmorep_core.sample.simulate import (
     ERA5_LEVELS,
     SAMPLE_FIELDS,
     SampleSettingError,
@@ -22,9 +25,6 @@ from atmorep_core.data.sample import (
     _build_core,
     generate_sample,
 )
-from atmorep_core.data.sample_levels import make_synthesis, vertical_weights
-from atmorep_core.errors import ConfigError
-from atmorep_core.fields import lookup
 
 # Two hours in January and two in February: the record crosses a month boundary.
 TINY = SampleSettings(

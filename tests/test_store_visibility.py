@@ -19,6 +19,7 @@ from atmorep_core.engine.inputs import read_window
 from atmorep_core.errors import StoreUpdatingError
 from atmorep_core.io.store import COMMITTED_TIMES, Store
 from tests.helpers import decode_all, grib_messages, run_cli, shared_file, write_messages
+from tests.killer import INGEST_FAULT_POINTS, run_killed
 
 T2M = "era5/era5-t2m-uk-2019-03-01to24.grib"  # 576 hourly steps, 33 x 49 points
 FIRST = 300  # steps in the base store
@@ -87,10 +88,7 @@ def test_a_killed_append_is_invisible_until_it_is_rolled_back(
     store = _copy(base_store, tmp_path)
     before = _visible(store)
     second = str(parts["second"][0])
-    killed = run_cli(
-        "prepare", second, "--store", str(store),
-        env={"ATMOREP_TEST_KILL_AT_FAULT_POINT": str(fault_point)},
-    )  # fmt: skip
+    killed = run_killed(fault_point, INGEST_FAULT_POINTS, "prepare", second, "--store", str(store))
     assert killed.returncode == -9, killed.stderr
     # The store holds the uncommitted append: a longer time axis, merged statistics...
     assert len(Store.open(store, writable=True).field("t2m").times) == 576
@@ -164,9 +162,8 @@ def test_a_store_from_before_committed_times_shows_everything_until_prepare_reco
     del attributes[COMMITTED_TIMES]
     root.attrs.put(attributes)  # as an older atmorep wrote it
     assert len(Store.open(store).field("t2m").times) == FIRST
-    killed = run_cli(
-        "prepare", str(parts["second"][0]), "--store", str(store),
-        env={"ATMOREP_TEST_KILL_AT_FAULT_POINT": "1"},
-    )  # fmt: skip
+    killed = run_killed(
+        1, INGEST_FAULT_POINTS, "prepare", str(parts["second"][0]), "--store", str(store)
+    )
     assert killed.returncode == -9, killed.stderr
     assert len(Store.open(store).field("t2m").times) == FIRST  # recorded before the append

@@ -17,6 +17,7 @@ from atmorep_core.model import checkpoint
 from atmorep_core.training import metrics
 from atmorep_core.training.trainer import return_large_frees_to_os
 from tests.helpers import run_cli, shared_file
+from tests.killer import STEP_STARTS, run_killed
 
 T2M = "era5/era5-t2m-uk-2019-03-01to24.grib"
 
@@ -132,10 +133,8 @@ def test_large_frees_go_back_to_the_os_on_glibc() -> None:
 def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path: Path, store: Path) -> None:
     path = str(recipe(tmp_path, store))
     _train(path, "--run-dir", str(tmp_path / "whole"))
-    killed = run_cli(
-        "train", path, "--run-dir", str(tmp_path / "cut"),
-        env={"ATMOREP_TEST_KILL_AFTER_STEP": "7"},
-    )  # fmt: skip
+    # Killed as step 8 starts: steps 1-7 are done and logged, the checkpoint of step 5 saved.
+    killed = run_killed(8, STEP_STARTS, "train", path, "--run-dir", str(tmp_path / "cut"))
     assert killed.returncode == -9 and checkpoint.load(tmp_path / "cut").step == 5
     _train(path, "--run-dir", str(tmp_path / "cut"), "--resume")
     np.testing.assert_allclose(_losses(tmp_path / "cut"), _losses(tmp_path / "whole"), rtol=1e-6)

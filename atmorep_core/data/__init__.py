@@ -1,1 +1,1 @@
-"""From files to training data: GRIB ingest, normalisation, sampling, the embedded sample."""
+"""From files to training data: GRIB ingest, normalisation, the neighbourhood sampler."""

@@ -21,7 +21,7 @@ from atmorep_core import fields
 from atmorep_core.data import plausibility
 from atmorep_core.errors import InputDataError
 from atmorep_core.grid import GaussianGrid, LatLonGrid
-from atmorep_core.io.grib_read import MessageHeader
+from atmorep_core.io.grib_scan import MessageHeader
 from atmorep_core.units import conversion_factor
 
 MEMBER_MEAN = "mean"
@@ -118,9 +118,9 @@ def _field_name_or_none(header: MessageHeader) -> str | None:
 
 
 def _common_grid(headers: Sequence[MessageHeader]) -> LatLonGrid | GaussianGrid:
-    first = headers[0].grid
+    first = headers[0].regular_grid
     for header in headers:
-        if not _same_grid(header.grid, first):
+        if not _same_grid(header.regular_grid, first):
             raise InputDataError(f"{header.where}: grid differs from the file's first message")
     return first
 

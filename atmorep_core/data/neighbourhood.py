@@ -59,17 +59,6 @@ def lon_pieces(lon_start: int, lon_points: int, nlon: int) -> list[slice]:
     return [slice(lon_start, nlon), slice(0, stop - nlon)]
 
 
-def window_columns(lon_start: int, lon_points: int, nlon: int) -> np.ndarray:
-    """Column indices of a window, modulo nlon: what the two pieces of `lon_pieces` hold."""
-    return (lon_start + np.arange(lon_points)) % nlon
-
-
-def crop_lat_lon(values: np.ndarray, lat: slice, lon: Sequence[slice]) -> np.ndarray:
-    """Cut a window out of an in-memory (..., lat, lon) array, joining wrapped pieces."""
-    parts = [values[..., lat, piece] for piece in lon]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-
-
 @dataclass(frozen=True)
 class TimeAxis:
     """The times all fields share, and each field's index of every shared time."""

@@ -10,9 +10,13 @@ grid point (an array) instead of one number, and NaN values contribute nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from atmorep_core.io.store import Store
 
 # Standard deviations below this are treated as this, so constant fields normalise to zero
 # instead of dividing by zero.
@@ -104,3 +108,21 @@ def _pool_weighted(local: Moments) -> Moments:
     spread = (count * (point_mean - mean[:, None]) ** 2).sum(axis=1)
     m2 = local.m2.reshape(levels, -1).sum(axis=1) + spread
     return Moments(total, mean, m2)
+
+
+def normalisation_record(store: Store, kinds: Mapping[str, str]) -> dict[str, Any]:
+    """What a checkpoint records of each field's normalisation (field name: kind, global or
+    local): the kind, the store it came from, its levels, months and global statistics."""
+    result: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        arrays = store.field(name)
+        mean, std = arrays.global_norm()
+        result[name] = {
+            "kind": kind,
+            "store": str(store.path.resolve()),
+            "levels": [int(v) for v in arrays.levels],
+            "global_mean": [float(v) for v in mean],
+            "global_std": [float(v) for v in std],
+            "months": [int(m) for m in arrays.months],
+        }
+    return result

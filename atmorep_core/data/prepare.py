@@ -13,9 +13,7 @@ beside the store; the store records the compressed file and its checksum, so rer
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
 import time as clock
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,9 +53,6 @@ from atmorep_core.io.tensorstore_arrays import filesystem_error, write_rows
 Progress = Callable[[str, float], None]
 # Rows are written in whole shards, as many as fit this many bytes: fewer, larger writes.
 _BLOCK_BYTES = 256 * 2**20
-# Fault injection for the crash-recovery tests: SIGKILL this process at its N-th fault point
-# (after each written block, after the statistics, before the commit).
-_KILL_AT_FAULT_POINT = "ATMOREP_TEST_KILL_AT_FAULT_POINT"
 
 
 @dataclass
@@ -262,7 +257,7 @@ def _ingest_file(
         for field_plan in plan.fields:
             done = _ingest_field(store, field_plan, regrid, progress, done, total)
         _record_source(store, ingest)
-        _fault_point()
+    store.consolidate()  # plain zarr readers see the commit
     times = np.concatenate([p.times for p in plan.fields])
     return FileReport(
         str(ingest.path),
@@ -338,9 +333,7 @@ def _ingest_field(
             progress(f"{name} {plan.times[rows][-1]}", done / total)
         if in_flight is not None:
             in_flight.result()
-    _fault_point()
     _merge_statistics(arrays, monthly)
-    _fault_point()
     return done
 
 
@@ -364,7 +357,7 @@ def _decode_block(plan: FieldPlan, rows: slice, regrid: GaussianToLatLon | None)
     cells = [cell for row in plan.messages[rows] for cell in row]
     decoded = grib_read.decode([h for cell in cells for h in cell])
     first = cells[0][0]
-    shape = regrid.target.shape if regrid else first.grid.shape
+    shape = regrid.target.shape if regrid else first.regular_grid.shape
     block = np.empty((len(cells), *shape), dtype=np.float32)
     times = plan.times[rows]
     for i, cell in enumerate(cells):
@@ -466,17 +459,6 @@ def _yyyymm(times: np.ndarray) -> np.ndarray:
 def _sha256(path: Path) -> str:
     with open(path, "rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
-_fault_points_passed = 0
-
-
-def _fault_point() -> None:
-    global _fault_points_passed
-    _fault_points_passed += 1
-    limit = os.environ.get(_KILL_AT_FAULT_POINT)
-    if limit is not None and _fault_points_passed >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _silent(message: str, fraction: float) -> None:

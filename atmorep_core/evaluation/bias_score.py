@@ -23,7 +23,8 @@ from atmorep_core.evaluation.bias_baselines import BIAS_METHODS, correct_bias
 from atmorep_core.evaluation.correct_score import truth_field
 from atmorep_core.evaluation.metrics import crps_ensemble
 from atmorep_core.fields import from_grib
-from atmorep_core.io.grib_messages import FieldMessage, read_values
+from atmorep_core.io.grib_messages import read_values
+from atmorep_core.io.grib_scan import MessageHeader
 from atmorep_core.io.store import Store
 from atmorep_core.products.correct import Correction
 from atmorep_core.regrid import Points, Regridder, grid_points
@@ -50,7 +51,7 @@ def score_bias(
     if correction.members is None:
         raise ValueError("scoring a bias correction needs its members (ensemble=True)")
     to_input = Regridder(grid_points(obs.grid), correction.points)
-    groups: dict[tuple[str, int], list[FieldMessage]] = defaultdict(list)
+    groups: dict[tuple[str, int], list[MessageHeader]] = defaultdict(list)
     for message in correction.messages.values():
         groups[(_name(message), message.level)].append(message)
     fits = _TrainingPairs(trained, correction.points)
@@ -112,7 +113,7 @@ def _summary(found: dict[str, list[np.ndarray]]) -> dict[str, float]:
     return row
 
 
-def _name(message: FieldMessage) -> str:
+def _name(message: MessageHeader) -> str:
     return from_grib(message.short_name, message.param_id).name
 
 

@@ -10,7 +10,6 @@ the correction helped).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +38,9 @@ def score_against(
     return {group: _rmse(pairs) for group, pairs in sorted(squared.items())}
 
 
-def truth_field(truth: Store, name: str, level: int, time: datetime) -> np.ndarray:
+def truth_field(truth: Store, name: str, level: int, time: np.datetime64) -> np.ndarray:
     """(lat, lon) truth of one field, level and valid time over the whole truth grid."""
-    times = np.array([np.datetime64(time, "s")])
+    times = np.array([time], dtype="datetime64[s]")
     whole = slice(0, truth.grid.nlat), np.arange(truth.grid.nlon)
     return read_window(truth, name, (level,), times, *whole)[0, 0]
 

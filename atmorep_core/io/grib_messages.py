@@ -2,9 +2,10 @@
 
 `prepare` (io/grib_read.py) reads regular grids into a store; a correction works on the input's
 own grid instead, whatever it is (regular or reduced Gaussian, regular lat-lon, ...), so it sees a
-field as values at points (eccodes' `latitudes` / `longitudes`) and keeps every message's place
-in the file. `rewrite` writes a copy of the file in which chosen messages are clones of the
-originals with new values, and every other message is copied byte for byte.
+field as values at points (eccodes' `latitudes` / `longitudes`) of the messages that
+`grib_scan.scan_headers` found, each read at its place in the file. `rewrite` writes a copy of
+the file in which chosen messages are clones of the originals with new values, and every other
+message is copied byte for byte.
 
 GRIB2 messages keep their edition and every key but the values and the generating process
 (`typeOfGeneratingProcess` 13, post-processed analysis, or 14, post-processed forecast, WMO code
@@ -16,14 +17,13 @@ messages stay GRIB1.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import eccodes
 import numpy as np
 
 from atmorep_core.errors import InputDataError
+from atmorep_core.io.grib_scan import MessageHeader
 from atmorep_core.io.product import atomic_output
 from atmorep_core.regrid import Points
 
@@ -32,75 +32,7 @@ POST_PROCESSED_FORECAST = 14
 _ANALYSIS_PROCESSES = {0, 1, 7, 13}  # analysis, initialisation, analysis error, post-processed
 
 
-@dataclass(frozen=True)
-class FieldMessage:
-    """One message's identity and place: what a correction needs to know before decoding it."""
-
-    index: int  # position in the file, from 0
-    offset: int  # bytes
-    short_name: str
-    param_id: int
-    level_type: str
-    level: int
-    base_time: datetime  # dataDate / dataTime, naive UTC
-    step_hours: int
-    member: int  # ensemble number, 0 when there is none
-    grid_key: str  # md5 of the grid section: messages with the same key share their points
-    grid_type: str
-    missing: int  # points flagged missing by the bitmap
-
-    @property
-    def valid_time(self) -> datetime:
-        return self.base_time + timedelta(hours=self.step_hours)
-
-
-def scan_messages(path: Path) -> list[FieldMessage]:
-    """Every message's header; InputDataError naming the file if it is not readable GRIB."""
-    found: list[FieldMessage] = []
-    try:
-        with open(path, "rb") as stream:
-            while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-                try:
-                    found.append(_header(handle, len(found)))
-                finally:
-                    eccodes.codes_release(handle)
-    except eccodes.GribInternalError as error:
-        raise InputDataError(
-            f"{path}: unreadable GRIB after {len(found)} good message(s) ({error})"
-        ) from error
-    except OSError as error:
-        raise InputDataError(f"{path}: cannot read file ({error.strerror})") from error
-    if not found:
-        raise InputDataError(f"{path}: no GRIB messages in file")
-    return found
-
-
-def _header(handle: int, index: int) -> FieldMessage:
-    get, get_long = eccodes.codes_get, eccodes.codes_get_long
-    date, time = get_long(handle, "dataDate"), get_long(handle, "dataTime")
-    defined = eccodes.codes_is_defined
-    return FieldMessage(
-        index=index,
-        offset=int(get_long(handle, "offset")),
-        short_name=str(get(handle, "shortName")),
-        param_id=int(get_long(handle, "paramId")),
-        level_type=str(get(handle, "typeOfLevel")),
-        level=int(get_long(handle, "level")),
-        base_time=datetime(date // 10000, date // 100 % 100, date % 100, time // 100, time % 100),
-        step_hours=_step_hours(handle),
-        member=int(get_long(handle, "number")) if defined(handle, "number") else 0,
-        grid_key=str(get(handle, "md5GridSection")),
-        grid_type=str(get(handle, "gridType")),
-        missing=int(get_long(handle, "numberOfMissing")),
-    )
-
-
-def _step_hours(handle: int) -> int:
-    eccodes.codes_set(handle, "stepUnits", "h")  # steps in minutes or days read as hours
-    return int(eccodes.codes_get_long(handle, "endStep"))
-
-
-def read_points(path: Path, message: FieldMessage) -> Points:
+def read_points(path: Path, message: MessageHeader) -> Points:
     """The latitudes and longitudes of a message's values, in value order."""
     with _opened(path, message) as handle:
         return Points(
@@ -109,7 +41,7 @@ def read_points(path: Path, message: FieldMessage) -> Points:
         )
 
 
-def read_values(path: Path, message: FieldMessage) -> np.ndarray:
+def read_values(path: Path, message: MessageHeader) -> np.ndarray:
     """A message's values, flat, float64."""
     with _opened(path, message) as handle:
         return eccodes.codes_get_values(handle).astype(np.float64)
@@ -118,7 +50,7 @@ def read_values(path: Path, message: FieldMessage) -> np.ndarray:
 class _opened:
     """The message at a header's offset, as an eccodes handle released on exit."""
 
-    def __init__(self, path: Path, message: FieldMessage) -> None:
+    def __init__(self, path: Path, message: MessageHeader) -> None:
         self.path, self.message = path, message
 
     def __enter__(self) -> int:
@@ -175,6 +107,11 @@ def _is_analysis(handle: int) -> bool:
     if eccodes.codes_is_defined(handle, "marsType"):  # GRIB1: ECMWF's local MARS type
         return str(eccodes.codes_get(handle, "marsType")) == "an"
     return _step_hours(handle) == 0
+
+
+def _step_hours(handle: int) -> int:
+    eccodes.codes_set(handle, "stepUnits", "h")  # steps in minutes or days read as hours
+    return int(eccodes.codes_get_long(handle, "endStep"))
 
 
 def _handles(path: Path) -> Iterator[int]:

@@ -17,7 +17,8 @@ that the next run restores to its state before the interrupted ingest.
 
 Readers use `pending()`: while a manifest exists, the kept root `zarr.json` holds the committed
 attributes (among them the committed time steps, `io.store`), and the kept chunks the committed
-values of the rows the ingest rewrites (statistics of the month it continues).
+values of the rows the ingest rewrites (statistics of the month it continues); `stable_read`
+repeats a read that an ingest's start, commit or rollback overlapped.
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from atmorep_core.errors import StoreError, StoreUpdatingError
 
 _MANIFEST = "manifest.json"
 _KEPT = "files"
 _CHUNK_DIR = "c"  # zarr v3 default chunk key encoding: <array>/c/<i0>/<i1>/...
+_ATTEMPTS = 5  # reads retried when an ingest commits or starts during them
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -200,3 +205,31 @@ def _chunks_from(array: Path, first_chunk: int) -> list[Path]:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def stable_read(journal: Journal, read: Callable[[Pending | None], _T]) -> _T:
+    """`read(pending)` of a store's committed state, done again if an ingest started, committed
+    or rolled back while it ran (the journal's manifest or the root's metadata changed);
+    StoreUpdatingError if that keeps happening."""
+    for _ in range(_ATTEMPTS):
+        before = journal.pending()
+        version = _version(journal, before)
+        try:
+            value = read(before)
+        except (FileNotFoundError, StoreError):
+            if _version(journal, journal.pending()) == version:
+                raise  # not the journal going while it was read from
+            continue
+        if _version(journal, journal.pending()) == version:
+            return value
+    raise StoreUpdatingError(f"{journal.store}: store being updated by another run, retry")
+
+
+def _version(journal: Journal, pending: Pending | None) -> tuple[int, ...]:
+    if pending is not None:
+        return pending.identity
+    try:
+        root = os.stat(journal.store / "zarr.json")
+    except FileNotFoundError:
+        return ()
+    return (root.st_ino, root.st_mtime_ns)  # a commit replaces the root's metadata

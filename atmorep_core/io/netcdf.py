@@ -1,52 +1,57 @@
-"""Product -> CF-1.10 NetCDF-4: the ensemble and its mean, spread and quantiles, per field.
+"""Product -> CF-1.10 NetCDF-4 that CDO, earthkit and cf_xarray read: the ensemble and its mean,
+spread and quantiles, per field.
 
-Each field `name` becomes four variables:
-- `name` (member, step, level, latitude, longitude): every member, float32, as the model gave it;
-- `name_mean` and `name_spread` (step, level, latitude, longitude): ensemble mean and standard
+Each field `name` becomes four variables, time always first (CDO's rule):
+- `name` (time, realization, level, latitude, longitude): every member, float32, as the model
+  gave it;
+- `name_mean` and `name_spread` (time, level, latitude, longitude): ensemble mean and standard
   deviation (ddof=1; 0 for a deterministic product);
-- `name_quantiles` (quantile, step, level, latitude, longitude): numpy's linear quantiles.
-A single-level field on a surface-like level ("surface", "heightAboveGround", "meanSea", e.g. t2m)
-has no `level` dimension; its level type and level are variable attributes instead.
+- `name_quantiles` (time, quantile, level, latitude, longitude): numpy's linear quantiles.
+A single-level field on a surface-like level ("surface", "heightAboveGround", "meanSea") has no
+level dimension; its level is the GRIB2 one (`GRIB_typeOfLevel`, `GRIB_level`: 2 m temperature
+is heightAboveGround 2, as the GRIB2 product has it), and a height above ground is a scalar
+`height` coordinate (m, axis Z).
 
-Fields on different level sets or grids get numbered dimensions (`level`, `level_2`, ...;
-`latitude`, `latitude_2`, ...), each level coordinate naming its GRIB level type. A field on a
-rotated-pole grid has (..., rlat, rlon) instead of (..., latitude, longitude), with 2-D latitude
-and longitude and a CF grid mapping (`io/netcdf_grids.py`).
-Coordinates: `time` (the base time, standard_name forecast_reference_time), `step` (lead time,
-forecast_period), `valid_time` (time + step), `member` (1..N, realization), `quantile`.
+Level dimensions are named after their kind (`model_level`, `pressure`, `height`; a second set
+of one kind `pressure_2`), with CF attributes and axis Z (`io/cf_names.py`). Fields on other
+grids get numbered dimensions (`latitude_2`, ...). A field on a rotated-pole grid has (..., rlat,
+rlon) with 2-D latitude and longitude and a CF grid mapping (`io/netcdf_grids.py`).
+Coordinates: `time` (valid time, axis T), `forecast_reference_time` (the base time, scalar),
+`step` (lead time, forecast_period, along time), `realization` (1..N, units 1), `quantile`.
+Every data variable names its auxiliary coordinates in its own `coordinates` attribute.
+Global attributes: Conventions, title, institution, source, history, the product's kind, base
+time and size, and the product's own provenance (numbers as numbers), whose names
+`product_attributes` lists so that a reader gets them back exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
+import atmorep_core
+from atmorep_core.io.cf_names import (
+    cf_units,
+    field_attributes,
+    is_vertical,
+    level_attributes,
+    vertical_name,
+)
+from atmorep_core.io.grib_write import grib_level
 from atmorep_core.io.netcdf_grids import grid_layout
 from atmorep_core.io.product import Product, ProductField, atomic_output
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 SINGLE_LEVEL_TYPES = ("surface", "heightAboveGround", "meanSea")
-
-# CF standard names of the catalogue's fields, where one fits exactly.
-_STANDARD_NAMES = {
-    "vorticity": "atmosphere_relative_vorticity",
-    "divergence": "divergence_of_wind",
-    "velocity_u": "eastward_wind",
-    "velocity_v": "northward_wind",
-    "velocity_z": "lagrangian_tendency_of_air_pressure",
-    "temperature": "air_temperature",
-    "specific_humidity": "specific_humidity",
-    "total_precip": "lwe_thickness_of_precipitation_amount",
-    "t2m": "air_temperature",
-    "geopotential": "geopotential",
-    "relative_humidity": "relative_humidity",
-    "surface_pressure": "surface_air_pressure",
-    "msl": "air_pressure_at_mean_sea_level",
-}
+MEMBERS = "realization"
+PRODUCT_ATTRIBUTES = "product_attributes"  # global: the names of the product's own attributes
+_BASE_TIME = "forecast_reference_time"
+_TIME_AXES = ("time", _BASE_TIME)
 
 
 def write_netcdf(
@@ -61,7 +66,9 @@ def write_netcdf(
     probabilities = _checked_quantiles(quantiles)
     layout, spaces = _layout(product, probabilities)
     with atomic_output(path) as temporary:
-        _write(layout, temporary, "w", product)
+        # Auxiliary coordinates as plain variables: each field names its own in `coordinates`
+        # (xarray would otherwise list them in a global attribute, which CF does not know).
+        _write(layout.reset_coords(), temporary, "w", product)
         for name, variable in _all_variables(product, spaces, probabilities):
             single = xr.Dataset({name: variable}, attrs=layout.attrs)
             _write(single, temporary, "a", product)
@@ -77,12 +84,18 @@ def _encoding(dataset: xr.Dataset, product: Product) -> dict[Hashable, dict[str,
     encoding: dict[Hashable, dict[str, Any]] = {
         name: {"_FillValue": None} for name in dataset.variables
     }
-    for name in dataset.data_vars:
-        encoding[name] |= {"zlib": True, "complevel": 4}
+    for name, variable in dataset.data_vars.items():  # `coordinates`: the variables' own
+        if variable.ndim > 1:
+            encoding[name] |= {"zlib": True, "complevel": 4}
     # Hours since the base time: the base time reads 0 and each valid time its lead.
-    for name in ("time", "valid_time"):
+    for name in _TIME_AXES:
         if name in encoding:
-            encoding[name]["units"] = f"hours since {product.init:%Y-%m-%d %H:%M:%S}"
+            encoding[name] |= {
+                "units": f"hours since {product.init:%Y-%m-%d %H:%M:%S}",
+                "calendar": "proleptic_gregorian",
+            }
+    if "step" in encoding:
+        encoding["step"]["units"] = "hours"
     return encoding
 
 
@@ -95,24 +108,37 @@ def product_dataset(
     return dataset.assign(dict(_all_variables(product, spaces, probabilities)))
 
 
-Space = tuple[list[str], dict[str, str]]  # a field's dimensions after step; its grid attributes
+@dataclass(frozen=True)
+class Space:
+    """A field's dimensions after time (and realization or quantile), and its attributes that
+    depend on the file's layout: grid mapping, auxiliary coordinates."""
+
+    dims: tuple[str, ...]
+    attrs: dict[str, Any]
+    coordinates: str  # the auxiliary coordinates' names, for each variable's encoding
 
 
 def _layout(product: Product, probabilities: np.ndarray) -> tuple[xr.Dataset, dict[str, Space]]:
-    """The coordinates and global attributes, and each field's spatial dimensions."""
-    level_sets = _suffixes([_level_set(f) for f in product.fields if _has_level_dimension(f)])
+    """The coordinates and global attributes, and each field's dimensions and coordinates."""
+    verticals = _vertical_names(product)
     grids = _suffixes([f.grid for f in product.fields])
     dataset = xr.Dataset(coords=_common_coordinates(product, probabilities))
     spaces = {}
     for product_field in product.fields:
         layout = grid_layout(product_field.grid, grids[product_field.grid])
         dataset = dataset.assign_coords(layout.coords)
-        space = list(layout.dims)
-        if _has_level_dimension(product_field):
-            level = f"level{level_sets[_level_set(product_field)]}"
-            dataset = dataset.assign_coords({level: _level_coordinate(product_field, level)})
-            space.insert(0, level)
-        spaces[product_field.name] = (space, layout.field_attrs)
+        dims: tuple[str, ...] = layout.dims
+        auxiliary = [_BASE_TIME, "step", *layout.auxiliary]
+        key = _level_key(product_field)
+        vertical = None if key is None else verticals[key]
+        if vertical is not None:
+            coordinate = _vertical_coordinate(product_field, vertical)
+            dataset = dataset.assign_coords({vertical: coordinate})
+            if coordinate.ndim:
+                dims = (vertical, *dims)
+            else:
+                auxiliary.insert(2, vertical)
+        spaces[product_field.name] = Space(dims, layout.field_attrs, " ".join(auxiliary))
     dataset.attrs = _global_attributes(product)
     return dataset, spaces
 
@@ -138,8 +164,32 @@ def _has_level_dimension(product_field: ProductField) -> bool:
     return not (single and product_field.level_type in SINGLE_LEVEL_TYPES)
 
 
-def _level_set(product_field: ProductField) -> tuple[str, tuple[int, ...]]:
-    return product_field.level_type, product_field.levels
+def grib2_level(product_field: ProductField) -> tuple[str, int]:
+    """A single-level field's level as its GRIB2 product has it (2 m temperature stored on
+    ERA5's "surface" 0 is "heightAboveGround" 2)."""
+    param_id = product_field.catalogue.param_id
+    return grib_level(param_id, product_field.level_type, product_field.levels[0], edition=2)
+
+
+def _level_key(product_field: ProductField) -> tuple[str, tuple[int, ...]] | None:
+    """What the field's vertical coordinate shows: a level set, or a height above ground."""
+    if _has_level_dimension(product_field):
+        return product_field.level_type, product_field.levels
+    level_type, level = grib2_level(product_field)
+    return (level_type, (level,)) if is_vertical(level_type) else None
+
+
+def _vertical_names(product: Product) -> dict[tuple[str, tuple[int, ...]], str]:
+    """A name per vertical coordinate, after its kind, numbered from the second of a kind on."""
+    names: dict[tuple[str, tuple[int, ...]], str] = {}
+    for product_field in product.fields:
+        key = _level_key(product_field)
+        if key is None or key in names:
+            continue
+        base = vertical_name(key[0])
+        taken = sum(1 for k in names if vertical_name(k[0]) == base)
+        names[key] = f"{base}_{taken + 1}" if taken else base
+    return names
 
 
 def _suffixes(keys: Sequence[Hashable]) -> dict[Hashable, str]:
@@ -156,97 +206,105 @@ def _common_coordinates(product: Product, probabilities: np.ndarray) -> dict[str
     init = np.datetime64(product.init, "ns")
     members = np.arange(1, product.members + 1, dtype=np.int32)
     return {
-        "time": xr.Variable((), init, _attrs("forecast_reference_time", "base time (UTC)")),
-        "step": xr.Variable("step", steps, _attrs("forecast_period", "lead time")),
-        "valid_time": xr.Variable("step", init + steps, _attrs("time", "valid time (UTC)")),
-        "member": xr.Variable("member", members, _attrs("realization", "ensemble member")),
+        "time": xr.Variable("time", init + steps, _attrs("time", "valid time (UTC)", axis="T")),
+        _BASE_TIME: xr.Variable((), init, _attrs(_BASE_TIME, "base time (UTC)")),
+        "step": xr.Variable("time", steps, _attrs("forecast_period", "lead time")),
+        MEMBERS: xr.Variable(MEMBERS, members, _attrs(MEMBERS, "ensemble member", units="1")),
         "quantile": xr.Variable(
             "quantile", probabilities, {"long_name": "quantile over members", "units": "1"}
         ),
     }
 
 
-def _level_coordinate(product_field: ProductField, dimension: str) -> xr.Variable:
-    attrs = {
-        "long_name": f"{product_field.level_type} level",
-        "level_type": product_field.level_type,
-    }
-    if product_field.level_type == "isobaricInhPa":
-        attrs |= {"units": "hPa", "positive": "down", "standard_name": "air_pressure"}
-    elif product_field.level_type == "hybrid":
-        attrs |= {"units": "1", "positive": "down", "comment": "IFS / ERA5 model level number"}
-    return xr.Variable(dimension, np.array(product_field.levels, dtype=np.int32), attrs)
+def _vertical_coordinate(product_field: ProductField, name: str) -> xr.Variable:
+    """The level set as a dimension coordinate, or a single height as a scalar one."""
+    if _has_level_dimension(product_field):
+        attrs = level_attributes(product_field.level_type)
+        return xr.Variable(name, np.array(product_field.levels, dtype=np.int32), attrs)
+    level_type, level = grib2_level(product_field)
+    return xr.Variable((), np.float64(level), level_attributes(level_type))
 
 
 def _field_variables(
-    product_field: ProductField, space_and_attrs: Space, probabilities: np.ndarray
+    product_field: ProductField, space: Space, probabilities: np.ndarray
 ) -> Iterator[tuple[str, xr.Variable]]:
-    """The field's four variables, each computed only when asked for."""
-    space, grid_attrs = space_and_attrs
+    """The field's four variables, each computed only when asked for (time first)."""
     keep_level = _has_level_dimension(product_field)
 
     def shaped(values: np.ndarray) -> np.ndarray:
-        return values if keep_level else values[..., 0, :, :]
+        """(member or quantile, step, [level], ...) -> (time, member or quantile, [level], ...)"""
+        values = values if keep_level else values[:, :, 0]
+        return np.moveaxis(values, 1, 0)
 
-    name, attrs = product_field.name, _field_attributes(product_field) | grid_attrs
+    def statistic(values: np.ndarray) -> np.ndarray:
+        return values if keep_level else values[:, 0]
+
+    def variable(dims: tuple[str, ...], values: np.ndarray, **extra: str) -> xr.Variable:
+        encoding = {"coordinates": space.coordinates}
+        return xr.Variable(("time", *dims, *space.dims), values, attrs | extra, encoding)
+
+    name, attrs = product_field.name, _field_attributes(product_field) | space.attrs
     long_name = attrs["long_name"]
-    yield name, xr.Variable(("member", "step", *space), shaped(product_field.values), attrs)
+    yield name, variable((MEMBERS,), shaped(product_field.values))
     yield (
         f"{name}_mean",
-        xr.Variable(
-            ("step", *space),
-            shaped(product_field.mean()),
-            attrs
-            | {"long_name": f"{long_name}, ensemble mean", "cell_methods": "realization: mean"},
-        ),
-    )
+        variable((), statistic(product_field.mean()), long_name=f"{long_name}, ensemble mean",
+                 cell_methods=f"{MEMBERS}: mean"),
+    )  # fmt: skip
     yield (
         f"{name}_spread",
-        xr.Variable(
-            ("step", *space),
-            shaped(product_field.spread()),
-            attrs
-            | {
-                "long_name": f"{long_name}, ensemble standard deviation (ddof=1)",
-                "cell_methods": "realization: standard_deviation",
-            },
-        ),
-    )
+        variable((), statistic(product_field.spread()),
+                 long_name=f"{long_name}, ensemble standard deviation (ddof=1)",
+                 cell_methods=f"{MEMBERS}: standard_deviation"),
+    )  # fmt: skip
     yield (
         f"{name}_quantiles",
-        xr.Variable(
-            ("quantile", "step", *space),
-            shaped(product_field.quantiles(probabilities)),
-            attrs | {"long_name": f"{long_name}, quantiles over members"},
-        ),
-    )
+        variable(("quantile",), shaped(product_field.quantiles(probabilities)),
+                 long_name=f"{long_name}, quantiles over members"),
+    )  # fmt: skip
 
 
 def _field_attributes(product_field: ProductField) -> dict[str, Any]:
     catalogue = product_field.catalogue
-    attrs: dict[str, Any] = {
-        # ECMWF writes "~" for dimensionless; UDUNITS (and CF) spell it "1".
-        "units": "1" if catalogue.units == "~" else catalogue.units,
-        "long_name": catalogue.description,
+    attrs = field_attributes(catalogue.name) | {
+        "units": cf_units(catalogue.units),
         "GRIB_paramId": catalogue.param_id,
         "GRIB_shortName": catalogue.short_name,
     }
-    if catalogue.name in _STANDARD_NAMES:
-        attrs["standard_name"] = _STANDARD_NAMES[catalogue.name]
     if not _has_level_dimension(product_field):
-        attrs |= {"level_type": product_field.level_type, "level": product_field.levels[0]}
+        level_type, level = grib2_level(product_field)
+        attrs |= {"GRIB_typeOfLevel": level_type, "GRIB_level": level}
     return attrs
 
 
 def _global_attributes(product: Product) -> dict[str, Any]:
+    version = atmorep_core.__version__
+    own = {key: _number_or_text(value) for key, value in product.attributes.items()}
     return {
-        **product.attributes,
         "Conventions": "CF-1.10",
         "title": f"AtmoRep {product.kind}",
+        "institution": "not stated (an atmorep research product, not an operational centre's)",
+        "source": f"AtmoRep multiformer, atmorep {version}",
+        # No clock time (the manifest has it): a rerun must write the same bytes.
+        "history": f"written by atmorep {version} (run time in the product's manifest)",
         "product_kind": product.kind,
         "init": product.init.isoformat(),
         "ensemble_members": product.members,
+        **own,
+        PRODUCT_ATTRIBUTES: " ".join(product.attributes),
     }
+
+
+def _number_or_text(value: str) -> int | float | str:
+    """A provenance value as the number it spells, where it reads back as the same text."""
+    for kind in (int, float):
+        try:
+            number = kind(value)
+        except ValueError:
+            continue
+        if str(number) == value and np.isfinite(number):
+            return number
+    return value
 
 
 def _attrs(standard_name: str, long_name: str, **extra: str) -> dict[str, str]:

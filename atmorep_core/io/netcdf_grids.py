@@ -1,9 +1,9 @@
 """A product grid's CF coordinates, both ways: regular lat-lon, or rotated pole.
 
-- Regular lat-lon: 1-D `latitude` and `longitude` dimension coordinates.
+- Regular lat-lon: 1-D `latitude` and `longitude` dimension coordinates (axes Y and X).
 - Rotated pole (CF 1.10 section 5.6, "rotated_latitude_longitude"): 1-D `rlat` / `rlon`
-  dimension coordinates (standard names grid_latitude / grid_longitude), 2-D auxiliary
-  `latitude` / `longitude` (rlat, rlon) named in each field's `coordinates` attribute, and a
+  dimension coordinates (standard names grid_latitude / grid_longitude, axes Y / X), 2-D
+  auxiliary `latitude` / `longitude` (rlat, rlon) named in each field's `coordinates`, and a
   scalar grid-mapping variable `rotated_pole` with the rotated *north* pole, named in each
   field's `grid_mapping` attribute. The rows' increment is kept on `rlat` as `increment`: a GRIB
   header's coded j increment that the axis alone may not give exactly.
@@ -32,7 +32,8 @@ class GridLayout:
 
     dims: tuple[str, str]
     coords: dict[str, xr.Variable]
-    field_attrs: dict[str, str] = field(default_factory=dict)  # coordinates, grid_mapping
+    field_attrs: dict[str, str] = field(default_factory=dict)  # grid_mapping
+    auxiliary: tuple[str, ...] = ()  # 2-D latitude and longitude, for `coordinates`
 
 
 def grid_layout(grid: LatLonGrid | RotatedGrid, suffix: str) -> GridLayout:
@@ -42,8 +43,10 @@ def grid_layout(grid: LatLonGrid | RotatedGrid, suffix: str) -> GridLayout:
     latitude, longitude = f"latitude{suffix}", f"longitude{suffix}"
     # Longitudes as the grid has them (monotonic, possibly < 0 or > 360), which CF allows.
     coords = {
-        latitude: xr.Variable(latitude, grid.lats, _geographic_attrs("latitude")),
-        longitude: xr.Variable(longitude, grid.lons, _geographic_attrs("longitude")),
+        latitude: xr.Variable(latitude, grid.lats, _geographic_attrs("latitude") | {"axis": "Y"}),
+        longitude: xr.Variable(
+            longitude, grid.lons, _geographic_attrs("longitude") | {"axis": "X"}
+        ),
     }
     return GridLayout((latitude, longitude), coords)
 
@@ -81,8 +84,7 @@ def _rotated_layout(grid: RotatedGrid, suffix: str) -> GridLayout:
             },
         ),
     }
-    attrs = {"coordinates": f"{latitude} {longitude}", "grid_mapping": mapping}
-    return GridLayout((rlat, rlon), coords, attrs)
+    return GridLayout((rlat, rlon), coords, {"grid_mapping": mapping}, (latitude, longitude))
 
 
 def _geographic_attrs(name: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import eccodes
 import numpy as np
 import xarray as xr
 from eccodes import GribInternalError
@@ -26,14 +25,14 @@ from eccodes import GribInternalError
 from atmorep_core.errors import InputDataError
 from atmorep_core.fields import from_grib
 from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.grib_scan import scan_headers
+from atmorep_core.io.netcdf import MEMBERS, PRODUCT_ATTRIBUTES
 from atmorep_core.io.netcdf_grids import grid_of_variable
 from atmorep_core.io.product import Product, ProductField, ProductGrid
 from atmorep_core.rotated_grid import grid_from_keys
 
 NETCDF_SUFFIXES = (".nc", ".nc4")
 GRIB_SUFFIXES = (".grib2", ".grib", ".grb2", ".grb")
-# Global attributes `write_netcdf` adds on top of the product's own.
-_WRITER_ATTRIBUTES = ("Conventions", "title", "product_kind", "init", "ensemble_members")
 _MEMBER_TYPES = ("pf", "fc", "cf")  # GRIB dataType of ensemble members / a deterministic run
 T = TypeVar("T")
 
@@ -99,17 +98,18 @@ def _init(value: Any) -> datetime:
 def _peek_netcdf(path: Path) -> ProductInfo:
     with xr.open_dataset(path, decode_timedelta=True) as dataset:
         attrs = {str(k): str(v) for k, v in dataset.attrs.items()}
+        own = attrs.get(PRODUCT_ATTRIBUTES, "").split()  # numbers come back as the text given
         return ProductInfo(
             path,
             datetime.fromisoformat(attrs["init"]),
             tuple(_member_variables(dataset)),
-            {k: v for k, v in attrs.items() if k not in _WRITER_ATTRIBUTES},
+            {key: attrs[key] for key in own},
         )
 
 
 def _member_variables(dataset: xr.Dataset) -> list[str]:
-    """The ensembles: `NAME` (member, ...), not NAME_mean, NAME_spread, NAME_quantiles."""
-    return [str(n) for n, v in dataset.data_vars.items() if v.dims[:1] == ("member",)]
+    """The ensembles: `NAME` (time, realization, ...), not NAME_mean, _spread, _quantiles."""
+    return [str(n) for n, v in dataset.data_vars.items() if v.dims[1:2] == (MEMBERS,)]
 
 
 def _read_netcdf(path: Path) -> Product:
@@ -125,16 +125,19 @@ def _read_netcdf(path: Path) -> Product:
 
 
 def _netcdf_field(dataset: xr.Dataset, variable: xr.DataArray) -> ProductField:
-    """(member, step, [level], latitude, longitude) -> a field; single levels from attributes."""
+    """(time, realization, [level], latitude, longitude) -> a field; a single level from the
+    variable's GRIB attributes."""
     grid = grid_of_variable(dataset, variable, grid_of)
-    values = variable.values
+    values = np.moveaxis(variable.values, 0, 1)  # (member, step, [level], ...)
     levels: tuple[int, ...]
     if variable.ndim == 4:
-        level_type, levels = str(variable.attrs["level_type"]), (int(variable.attrs["level"]),)
+        level_type = str(variable.attrs["GRIB_typeOfLevel"])
+        levels = (int(variable.attrs["GRIB_level"]),)
         values = values[:, :, None]
     else:
-        level = variable[variable.dims[2]]
-        level_type, levels = str(level.attrs["level_type"]), tuple(int(v) for v in level.values)
+        level = dataset[variable.dims[2]]
+        level_type = str(level.attrs["GRIB_typeOfLevel"])
+        levels = tuple(int(v) for v in level.values)
     return ProductField(str(variable.name), level_type, levels, grid, values)
 
 
@@ -142,20 +145,12 @@ def _netcdf_field(dataset: xr.Dataset, variable: xr.DataArray) -> ProductField:
 
 
 def _peek_grib(path: Path) -> ProductInfo:
-    inits, names = set(), []
-    with open(path, "rb") as stream:
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            try:
-                get = eccodes.codes_get
-                if get(handle, "dataType") in _MEMBER_TYPES:
-                    date, time = int(get(handle, "dataDate")), int(get(handle, "dataTime"))
-                    inits.add(datetime.strptime(f"{date:08d}{time:04d}", "%Y%m%d%H%M"))
-                    names.append(from_grib(get(handle, "shortName"), get(handle, "paramId")).name)
-            finally:
-                eccodes.codes_release(handle)
+    members = [h for h in scan_headers(path) if h.data_type in _MEMBER_TYPES]
+    inits = {h.base_time for h in members}
     if len(inits) != 1:
         raise ValueError(f"{len(inits)} base times of forecast messages: one product per file")
-    return ProductInfo(path, inits.pop(), tuple(dict.fromkeys(names)), {})
+    names = (from_grib(h.short_name, h.param_id).name for h in members)
+    return ProductInfo(path, _init(inits.pop()), tuple(dict.fromkeys(names)), {})
 
 
 def _read_grib(path: Path) -> Product:

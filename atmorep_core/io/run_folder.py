@@ -6,12 +6,17 @@
   `.atmorep.staging/` (same layout, same file system) and `finish` moves them into place only
   when all are written and the manifest `STEM.json` is ready: first the earlier run's outputs
   are removed, then the manifest goes in, then the products. At no moment is there a file under
-  a final name that the manifest beside it does not list with its checksum; a run killed during
-  the moves leaves a manifest whose outputs are missing, so the next run redoes them.
+  a final name that the manifest beside it does not list with its checksum.
+- Finished, not redone, after a kill: a run killed once its staged manifest was written has
+  made every file whole (the manifest holds their checksums), so the next run on the folder
+  completes its moves instead of computing again, and the products hold exactly the bytes the
+  killed run made (a recomputation on the CPU can differ in the last bit from run to run).
+  Before that point the run's computed products are kept in `computed` (`jobs.product_job`
+  writes its files again from them).
 - Left as it was: a run that fails (full disk, bad option, missing input) removes its staging
   folder, so the folder holds what it held before, apart from the empty lock file and the run
-  log's lines. A run killed at any point leaves at most the staging folder, which the next run
-  on the folder removes.
+  log's lines. A run killed before its manifest was written leaves only staged files, which the
+  next run on the folder removes.
 - Idempotent: a rerun of the same request (same checkpoint, input, options) whose manifest and
   outputs are all there does nothing and reports the earlier run.
 """
@@ -35,6 +40,7 @@ from atmorep_core.errors import FileSystemError, StoreBusyError
 from atmorep_core.io.filesystem import STAGING, ensure_folder, writing
 
 LOCK_NAME = ".atmorep.lock"
+COMPUTED = ".atmorep.computed"  # computed products until their files are committed
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,24 @@ class ProductRun:
         """Where the run writes its files before `finish` moves them into `folder`."""
         return self.folder / STAGING
 
+    @property
+    def computed(self) -> Path:
+        """Where the run keeps its computed products until its files are committed
+        (`io.product_stash`), so that a killed run is finished from the same numbers."""
+        return self.folder / COMPUTED / f"{self.stem}.npz"
+
+    def drop_computed(self) -> None:
+        """Remove the kept products (and their folder once empty)."""
+        with writing(self.computed):
+            self.computed.unlink(missing_ok=True)
+            if self.computed.parent.is_dir() and not any(self.computed.parent.iterdir()):
+                self.computed.parent.rmdir()
+
+    @property
+    def plain_request(self) -> Any:
+        """The request as JSON gives it back (tuples become lists), for comparison."""
+        return _plain(self.request)
+
     def path(self, suffix: str) -> Path:
         """An output's final path, e.g. `path(".grib2")`."""
         return self.folder / f"{self.stem}{suffix}"
@@ -68,8 +92,9 @@ class ProductRun:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's lock; StoreBusyError if another run holds it. The staging folder is
-        cleared on entry (a killed run's) and on exit (this run's, committed or not)."""
+        """Hold the folder's lock; StoreBusyError if another run holds it. On entry a killed run's
+        commit is completed (`_complete_killed_commits`) and the rest of its staging folder
+        removed; on exit this run's staging folder is removed, committed or not."""
         ensure_folder(self.folder)
         lock = FileLock(self.folder / LOCK_NAME)
         try:
@@ -80,6 +105,7 @@ class ProductRun:
                 f"{self.folder}: another atmorep run is writing there ({LOCK_NAME} is held)"
             ) from None
         try:
+            self._complete_killed_commits()
             self._clear_staging()
             yield
         finally:
@@ -130,18 +156,31 @@ class ProductRun:
                 os.replace(self.staging / name, final)
 
     def _earlier(self) -> dict[str, Any] | None:
-        try:
-            manifest = json.loads(self.manifest.read_text())
-        except (OSError, ValueError):
-            return None
-        return manifest if isinstance(manifest, dict) else None
+        return _manifest_at(self.manifest)
+
+    def _complete_killed_commits(self) -> None:
+        """Move in what a killed run had staged whole: a staged manifest whose outputs are all
+        staged with their checksums is committed as `finish` would have; outputs still staged
+        that a manifest already in place lists with their checksum are moved beside it."""
+        if not self.staging.is_dir():
+            return
+        for staged in sorted(self.staging.glob("*.json")):
+            manifest = _manifest_at(staged)
+            if manifest is not None and _whole(self.staging, _outputs(manifest)):
+                killed = ProductRun(self.folder, staged.stem, manifest.get("request", {}))
+                killed._commit([staged.name, *_outputs(manifest)])
+        for placed in sorted(self.folder.glob("*.json")):
+            for name, digest in _outputs(_manifest_at(placed) or {}).items():
+                final = self.folder / name
+                if _whole(self.staging, {name: digest}) and not _whole(self.folder, {name: digest}):
+                    ensure_folder(final.parent)
+                    with writing(final):
+                        os.replace(self.staging / name, final)
 
     def _earlier_outputs(self) -> set[Path]:
         """The files the earlier manifest lists that lie inside the folder (a manifest cannot
         make a run remove anything else)."""
-        outputs = (self._earlier() or {}).get("outputs")
-        names = outputs if isinstance(outputs, dict) else {}
-        inside = {(self.folder / str(name)).resolve() for name in names}
+        inside = {(self.folder / name).resolve() for name in _outputs(self._earlier() or {})}
         folder = self.folder.resolve()
         return {p for p in inside if p.is_relative_to(folder) and p.is_file()}
 
@@ -155,6 +194,35 @@ def _not_folders(paths: Sequence[Path]) -> None:
     for path in paths:
         if path.is_dir():
             raise FileSystemError(f"cannot write {path}: it is a folder")
+
+
+def _manifest_at(path: Path) -> dict[str, Any] | None:
+    """The manifest in `path`, or None if there is none or it does not read as one."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _outputs(manifest: dict[str, Any]) -> dict[str, str]:
+    """The manifest's outputs (relative name: SHA-256) that stay inside their folder."""
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict):
+        return {}
+    return {
+        str(name): str(digest)
+        for name, digest in outputs.items()
+        if not Path(str(name)).is_absolute() and ".." not in Path(str(name)).parts
+    }
+
+
+def _whole(folder: Path, outputs: dict[str, str]) -> bool:
+    """Every output is a file in `folder` with its checksum."""
+    return all(
+        (folder / name).is_file() and _sha256(folder / name) == digest
+        for name, digest in outputs.items()
+    )
 
 
 def _plain(request: dict[str, Any]) -> Any:

@@ -34,7 +34,8 @@ A reader that needs more than is committed while an ingest runs gets StoreUpdati
 Stores written before `committed_times` existed show their whole time axis.
 
 A missing or corrupt `zarr.json` (root, field or array) is a StoreError naming it; paths are
-resolved before they reach tensorstore, which refuses `..`.
+resolved before they reach tensorstore, which refuses `..`. Plain xarray reads the store too
+(dimension names, CF attributes, consolidated metadata: `io.store_metadata`).
 
 zarr-python makes the hierarchy and handles the small arrays; the large ones are read and written
 through tensorstore, which handles sharded arrays 20-30x faster (measured on a 0.25-degree grid:
@@ -60,7 +61,13 @@ from zarr.codecs import BloscCodec
 
 from atmorep_core.errors import StoreError, StoreUpdatingError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.journal import Journal, Pending
+from atmorep_core.io.journal import Journal, Pending, stable_read
+from atmorep_core.io.store_metadata import (
+    add_axes,
+    array_description,
+    describe_field,
+    write_root,
+)
 from atmorep_core.io.tensorstore_arrays import open_fast, short_message
 
 FORMAT_VERSION = 1
@@ -76,7 +83,6 @@ _ARRAYS = (
     "stats/month", "stats/local_count", "stats/local_mean", "stats/local_m2",
 )  # fmt: skip
 COMMITTED_TIMES = "committed_times"  # root attribute: {field: time steps readers see}
-_ATTEMPTS = 5  # reads retried when an ingest commits or starts during them
 _T = TypeVar("_T")
 
 
@@ -175,14 +181,9 @@ class FieldArrays:
         if self.has_missing_counts:
             return
         like = self.array("stats/local_m2")
-        self.group.create_array(
-            _MISSING,
-            data=np.zeros(like.shape, dtype="int32"),
-            chunks=like.chunks,
-            shards=like.shards,
-            compressors=_COMPRESSOR,
-            dimension_names=["month", "level", "lat", "lon"],
-        )
+        zeros = np.zeros(like.shape, dtype="int32")
+        layout = {"chunks": like.chunks, "shards": like.shards, "compressors": _COMPRESSOR}
+        _create_described(self.group, self.meta, _MISSING, data=zeros, **layout)
 
     def global_norm(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation per level over everything ingested."""
@@ -270,13 +271,15 @@ class Store:
         if not (path / "zarr.json").is_file():
             raise StoreError(f"{path}: not an atmorep store (no zarr.json); run 'atmorep prepare'")
         with _metadata_errors(path):
-            root = zarr.open_group(str(path), mode="r+" if writable else "r")
+            root = _open_root(path, writable)
         version = root.attrs.get("format_version")
         if version != FORMAT_VERSION:
             raise StoreError(f"{path}: store format {version}, this atmorep reads {FORMAT_VERSION}")
         store = cls(path, root, None if writable else _committed(path))
         for name in sorted({*store.fields, *store.attributes.get(COMMITTED_TIMES, {})}):
             store._arrays(name).check_metadata()
+        if writable and store.journal.pending() is None:
+            store.consolidate()  # after a run killed between its commit and its consolidation
         return store
 
     @classmethod
@@ -294,9 +297,8 @@ class Store:
             "conventions": "time in seconds since 1970-01-01T00:00:00Z",
         }
         try:
-            root = zarr.open_group(str(building), mode="w", attributes=attrs)
-            root.create_array("lat", data=grid.lat_axis.astype("float64"), dimension_names=["lat"])
-            root.create_array("lon", data=grid.lon_axis.astype("float64"), dimension_names=["lon"])
+            add_axes(zarr.open_group(str(building), mode="w", attributes=attrs), grid)
+            write_root(building, attrs, consolidate=True)
             os.replace(building, path)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
@@ -365,9 +367,20 @@ class Store:
 
     def commit_sources(self, sources: list[dict[str, Any]]) -> None:
         """Record the ingested files with every field's time steps: the ingest's last change,
-        one atomic write of the root's metadata, after which readers may see its data."""
+        one atomic write of the root's metadata, after which readers may see its data. Plain
+        zarr readers keep the last commit's consolidated metadata until `consolidate`."""
         times = {name: int(self.field(name).array("time").shape[0]) for name in self.fields}
-        self.root.update_attributes({"sources": sources, COMMITTED_TIMES: times})
+        for name in self.fields:  # a store from before it described itself
+            describe_field(self.field(name).group, self.path / name, self.grid)
+        attributes = dict(self.root.attrs) | {"sources": sources, COMMITTED_TIMES: times}
+        write_root(self.path, attributes, consolidate=False)
+        self.root = _open_root(self.path, writable=True)
+
+    def consolidate(self) -> None:
+        """The hierarchy as it is now into the root's consolidated metadata, for plain zarr
+        readers (xarray): after an ingest has committed, never during it."""
+        write_root(self.path, dict(self.root.attrs), consolidate=True)
+        self.root = _open_root(self.path, writable=True)
 
     def record_committed_times(self) -> None:
         """Record what is committed now where nothing is recorded (a new store, or one written
@@ -376,6 +389,7 @@ class Store:
         alone, without `prepare`)."""
         if COMMITTED_TIMES not in self.root.attrs:
             self.commit_sources(self.sources)
+            self.consolidate()
 
     def add_field(
         self, meta: FieldMeta, levels: np.ndarray, allows_missing: bool = False
@@ -385,42 +399,41 @@ class Store:
         nlat, nlon = self.grid.shape
         nlev = len(levels)
         group = self.root.create_group(meta.name, attributes={**meta.__dict__, "time_step_s": None})
-        group.create_array(
-            "data",
-            shape=(0, nlev, nlat, nlon),
-            dtype="float32",
-            chunks=INNER_CHUNK,
-            shards=SHARD,
-            compressors=_COMPRESSOR,
-            fill_value=np.nan,
-            dimension_names=["time", "level", "lat", "lon"],
-        )
-        group.create_array("time", shape=(0,), dtype="int64", chunks=(8784,), fill_value=0)
-        group.create_array("level", data=levels.astype("int32"), dimension_names=["level"])
-        stats = group.create_group("stats")
+        group.create_group("stats")
+
+        def create(path: str, **layout: Any) -> None:
+            _create_described(group, meta, path, **layout)
+
+        create("data", shape=(0, nlev, nlat, nlon), dtype="float32", chunks=INNER_CHUNK,
+               shards=SHARD, compressors=_COMPRESSOR, fill_value=np.nan)  # fmt: skip
+        create("time", shape=(0,), dtype="int64", chunks=(8784,), fill_value=0)
+        create("level", data=levels.astype("int32"))
         for name in ("global_count", "global_mean", "global_m2"):
-            stats.create_array(name, data=np.zeros(nlev), dimension_names=["level"])
-        stats.create_array("month", shape=(0,), dtype="int32", chunks=(1024,), fill_value=0)
-        stats.create_array("local_count", shape=(0,), dtype="float64", chunks=(1024,))
+            create(f"stats/{name}", data=np.zeros(nlev))
+        create("stats/month", shape=(0,), dtype="int32", chunks=(1024,), fill_value=0)
+        create("stats/local_count", shape=(0,), dtype="float64", chunks=(1024,))
         # A month's statistics are one shard of small chunks: the sampler reads just the window.
         month_shard = (1, nlev, _round_up(nlat, INNER_CHUNK[2]), _round_up(nlon, INNER_CHUNK[3]))
-        names = (
-            ("local_mean", "local_m2", "local_missing")
-            if allows_missing
-            else ("local_mean", "local_m2")
-        )
+        names = ("local_mean", "local_m2", *(("local_missing",) if allows_missing else ()))
         for name in names:
-            stats.create_array(
-                name,
-                shape=(0, nlev, nlat, nlon),
-                dtype="int32" if name == "local_missing" else "float64",
-                chunks=(1, 1, *INNER_CHUNK[2:]),
-                shards=month_shard,
-                compressors=_COMPRESSOR,
-                fill_value=0,
-                dimension_names=["month", "level", "lat", "lon"],
-            )
+            create(f"stats/{name}", shape=(0, nlev, nlat, nlon),
+                   dtype="int32" if name == "local_missing" else "float64",
+                   chunks=(1, 1, *INNER_CHUNK[2:]), shards=month_shard, compressors=_COMPRESSOR,
+                   fill_value=0)  # fmt: skip
+        add_axes(group, self.grid)
         return FieldArrays(group, self.path / meta.name)
+
+
+def _create_described(group: zarr.Group, meta: FieldMeta, path: str, **layout: Any) -> None:
+    """One of a field's arrays, with its dimension names and CF attributes."""
+    dims, attrs = array_description(path, meta.name, meta.units, meta.level_type)
+    group.create_array(path, dimension_names=list(dims), attributes=attrs, **layout)
+
+
+def _open_root(path: Path, writable: bool) -> zarr.Group:
+    """The root as its files are now: never from the consolidated metadata, which holds the
+    last commit (for plain zarr readers) and may be older than the arrays during an ingest."""
+    return zarr.open_group(str(path), mode="r+" if writable else "r", use_consolidated=False)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -452,34 +465,6 @@ def _committed(path: Path) -> _Committed:
         )
 
     return stable_read(Journal(path), read)
-
-
-def stable_read(journal: Journal, read: Callable[[Pending | None], _T]) -> _T:
-    """`read(pending)` of a store's committed state, done again if an ingest started, committed
-    or rolled back while it ran (the journal's manifest or the root's metadata changed);
-    StoreUpdatingError if that keeps happening."""
-    for _ in range(_ATTEMPTS):
-        before = journal.pending()
-        version = _version(journal, before)
-        try:
-            value = read(before)
-        except (FileNotFoundError, StoreError):
-            if _version(journal, journal.pending()) == version:
-                raise  # not the journal going while it was read from
-            continue
-        if _version(journal, journal.pending()) == version:
-            return value
-    raise StoreUpdatingError(f"{journal.store}: store being updated by another run, retry")
-
-
-def _version(journal: Journal, pending: Pending | None) -> tuple[int, ...]:
-    if pending is not None:
-        return pending.identity
-    try:
-        root = os.stat(journal.store / "zarr.json")
-    except FileNotFoundError:
-        return ()
-    return (root.st_ino, root.st_mtime_ns)  # a commit replaces the root's metadata
 
 
 @contextmanager

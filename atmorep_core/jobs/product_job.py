@@ -1,4 +1,5 @@
-"""What every product command (forecast, interpolate, counterfactual) does around its core.
+"""What every product command (`product_kinds`, `correct_job`, `bias_correct_job`) does around
+its core.
 
 Find the input: a store (`--store`), GRIB files (`--input`, ingested into a cache store in the
 output folder with `prepare`, so a rerun reads nothing twice) or, by default, the store the
@@ -28,6 +29,7 @@ from atmorep_core.engine.trained import TrainedModel, load_trained
 from atmorep_core.errors import StoreError
 from atmorep_core.io import grib_read
 from atmorep_core.io.product import Product, ProductGrid
+from atmorep_core.io.product_stash import load_products, save_products
 from atmorep_core.io.run_folder import ProductRun
 from atmorep_core.io.store import Store
 from atmorep_core.product_outputs import OutputOptions, write_outputs
@@ -46,9 +48,10 @@ Compute = Callable[[TrainedModel], Sequence["Output"]]
 Check = Callable[[TrainedModel], object]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProductJob:
-    """The settings every product command shares: model, input, output folder and formats."""
+    """The settings every product command shares: model, input, output folder and formats
+    (by keyword only: a reordered field never takes another's value)."""
 
     checkpoint: Path
     out: Path
@@ -59,6 +62,7 @@ class ProductJob:
     device: str = "cpu"
     force: bool = False  # recompute even when the outputs are up to date
     allow_unfamiliar: bool = False  # process input outside the checkpoint's experience
+    allow_implausible: bool = False  # ingest --input values outside their plausible range
 
     def shared_request(self, trained: TrainedModel) -> dict[str, Any]:
         """What the outputs depend on besides the command's own request."""
@@ -69,13 +73,20 @@ class ProductJob:
             "inputs": [str(p.resolve()) for p in self.grib_inputs],
             "statistics_store": self.statistics_store and str(self.statistics_store),
             "outputs": asdict(self.outputs),
+            "allow_implausible": self.allow_implausible,
         }
 
     def input_store(self, trained: TrainedModel) -> Store:
         """The input as one store: all GRIB files must make one series without gaps."""
         if self.grib_inputs:
-            return _ingest(self.grib_inputs, self.out / INPUT_CACHE, trained)
+            fields = tuple(f.name for f in trained.config.fields)
+            cache = self.out / INPUT_CACHE
+            prepare(list(self.grib_inputs), cache, self._ingest_options(fields))
+            return Store.open(cache)
         return _open(self.store or trained.training_store, "input store")
+
+    def _ingest_options(self, fields: tuple[str, ...]) -> IngestOptions:
+        return IngestOptions(fields=fields, allow_implausible=self.allow_implausible)
 
     def input_series(self, trained: TrainedModel) -> InputSeries:
         """The input as one store per GRIB file and run of regular time steps, so that files may
@@ -86,10 +97,10 @@ class ProductJob:
         stores = []
         for path in self.grib_inputs:
             digest = sha256_of(path)[:16]
-            runs = time_runs(grib_read.scan(path), IngestOptions(fields=fields))
+            runs = time_runs(grib_read.scan(path), self._ingest_options(fields))
             for number, run in enumerate(runs):
                 cache = self.out / INPUT_FILES / f"{digest}-{number}.zarr"
-                prepare([path], cache, IngestOptions(fields=fields, times=run))
+                prepare([path], cache, replace(self._ingest_options(fields), times=run))
                 stores.append(Store.open(cache))
         return InputSeries(stores)
 
@@ -125,15 +136,19 @@ class ProductJob:
 def run_product(run: ProductRun, force: bool, make: Make) -> Manifest:
     """`make` the products under the folder's lock unless an earlier run already did, and move
     them into place with their manifest (`ProductRun.finish`): the manifest, with `"skipped":
-    True` if it was up to date, and the seconds `make` took."""
+    True` if it was up to date, and the seconds `make` took. Products kept by a killed run
+    (`ProductRun.computed`) are dropped once the folder is committed or the run fails."""
     with run.locked():
-        earlier = None if force else run.up_to_date()
-        if earlier is not None:
-            return {**earlier, "skipped": True}
-        started = time.perf_counter()
-        outputs, summary = make(run)
-        summary = {**summary, "seconds": round(time.perf_counter() - started, 2)}
-        return {**run.finish(outputs, summary), "skipped": False}
+        try:
+            earlier = None if force else run.up_to_date()
+            if earlier is not None:
+                return {**earlier, "skipped": True}
+            started = time.perf_counter()
+            outputs, summary = make(run)
+            summary = {**summary, "seconds": round(time.perf_counter() - started, 2)}
+            return {**run.finish(outputs, summary), "skipped": False}
+        finally:
+            run.drop_computed()
 
 
 @dataclass(frozen=True)
@@ -162,7 +177,7 @@ def run_job(
 
     def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
         with _new_caches_removed_on_failure(run.folder):
-            outputs = compute(trained)
+            outputs = _kept_or_computed(run, job.force, lambda: compute(trained))
             written = []
             for output in outputs:
                 named = ProductRun(run.folder, run.stem + output.suffix, run.request)
@@ -175,6 +190,27 @@ def run_job(
         return written, summary
 
     return run_product(run, job.force, make)
+
+
+def _kept_or_computed(
+    run: ProductRun, force: bool, compute: Callable[[], Sequence[Output]]
+) -> Sequence[Output]:
+    """The products a killed run of this request kept (unless --force), else computed now and
+    kept until the run's files are committed."""
+    kept = None if force else load_products(run.computed)
+    if kept is not None and kept[1].get("request") == run.plain_request:
+        products, note = kept
+        return [
+            Output(product, o["suffix"], o["maps"], tuple(o["unfamiliar"]))
+            for product, o in zip(products, note["outputs"], strict=True)
+        ]
+    outputs = compute()
+    described = [
+        {"suffix": o.suffix, "maps": o.maps, "unfamiliar": list(o.unfamiliar)} for o in outputs
+    ]
+    note = {"request": run.plain_request, "outputs": described}
+    save_products(run.computed, [o.product for o in outputs], note)
+    return outputs
 
 
 def product_summary(product: Product) -> dict[str, Any]:
@@ -216,13 +252,6 @@ def _input_caches(out: Path) -> set[Path]:
     if (out / INPUT_FILES).is_dir():
         found |= set((out / INPUT_FILES).iterdir())
     return found
-
-
-def _ingest(paths: Sequence[Path], cache: Path, trained: TrainedModel) -> Store:
-    """The model's fields of GRIB files prepared into a cache store (a rerun reads nothing)."""
-    fields = tuple(f.name for f in trained.config.fields)
-    prepare(list(paths), cache, IngestOptions(fields=fields))
-    return Store.open(cache)
 
 
 def sha256_of(path: Path) -> str:

@@ -29,6 +29,18 @@ ARCHITECTURE_KEYS = (
     "tail_heads",
     "qk_norm",
     "decoder_cross_heads",
+    "token_embedding",
+    "token_info_width",
+    "coupling_heads_extra",
+    "decoder_num_heads",
+    "decoder_reads",
+    "layer_norm_affine",
+    "attention_bias",
+    "mlp_output_gelu",
+    "qk_norm_type",
+    "decoder_qk_norm",
+    "tail_norm",
+    "predicted",
 )
 # Key fragments of weights that exist per coupled field.
 _COUPLING_PARTS = (".attention.kv.", ".source_norms.")

@@ -12,6 +12,8 @@ straight to its heads' keys and values.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,29 +23,64 @@ from torch.utils.checkpoint import checkpoint
 from atmorep_core.model.config import Checkpointing
 
 Sources = Mapping[str, tuple[int, int]]  # source name -> (its width, heads attending to it)
+QkNorm = Literal["none", "rms", "layer", "affine_layer"]  # what normalises queries and keys
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """How a block is built beyond its widths and heads; the defaults are this project's own."""
+
+    mlp_ratio: float
+    dropout: float
+    qk_norm: QkNorm = "none"
+    checkpointing: Checkpointing = "none"
+    norm_affine: bool = True  # scale and shift in the block's layer norms
+    bias: bool = True  # biases in the attention projections
+    mlp_output_gelu: bool = False  # a GELU after the MLP's second linear map too
+
+
+def qk_norm_module(kind: QkNorm, head_dim: int) -> nn.Module:
+    """The per-head normalisation of queries or keys of one kind."""
+    if kind == "rms":
+        return nn.RMSNorm(head_dim)
+    if kind == "layer":
+        return nn.LayerNorm(head_dim, elementwise_affine=False)
+    if kind == "affine_layer":
+        return nn.LayerNorm(head_dim)
+    return nn.Identity()
 
 
 class SplitHeadAttention(nn.Module):
-    """Multi-head attention of (B, N, D) queries over themselves and named sources."""
+    """Multi-head attention of (B, N, D) queries over themselves and named sources.
+
+    `self_heads` attend to the queries' own tokens, each source's heads to that source; all heads
+    are `head_dim` wide, so the queries and the output span (self + source heads) * head_dim.
+    """
 
     def __init__(
-        self, width: int, heads: int, sources: Sources, dropout: float, qk_norm: bool
+        self,
+        width: int,
+        self_heads: int,
+        head_dim: int,
+        sources: Sources,
+        options: BlockOptions,
     ) -> None:
         super().__init__()
-        self.heads, self.head_dim, self.dropout = heads, width // heads, dropout
-        self.self_heads = heads - sum(h for _, h in sources.values())
-        assert self.self_heads >= 1, "every layer keeps at least one self-attention head"
-        self.query = nn.Linear(width, width)
-        self.kv_self = nn.Linear(width, 2 * self.self_heads * self.head_dim)
+        assert self_heads >= 1, "every layer keeps at least one self-attention head"
+        self.self_heads, self.head_dim, self.dropout = self_heads, head_dim, options.dropout
+        self.heads = self_heads + sum(h for _, h in sources.values())
+        inner, bias = self.heads * head_dim, options.bias
+        self.query = nn.Linear(width, inner, bias=bias)
+        self.kv_self = nn.Linear(width, 2 * self_heads * head_dim, bias=bias)
         self.kv = nn.ModuleDict(
-            {name: nn.Linear(w, 2 * h * self.head_dim) for name, (w, h) in sources.items()}
+            {name: nn.Linear(w, 2 * h * head_dim, bias=bias) for name, (w, h) in sources.items()}
         )
-        self.out = nn.Linear(width, width)
-        self.q_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.out = nn.Linear(inner, width, bias=bias)
+        self.q_norm = qk_norm_module(options.qk_norm, head_dim)
+        self.k_norm = qk_norm_module(options.qk_norm, head_dim)
 
     def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        b, n, d = x.shape
+        b, n, _ = x.shape
         q = self.q_norm(self.query(x).view(b, n, self.heads, self.head_dim).transpose(1, 2))
         groups = [self._keys_values(self.kv_self, x)]  # [(B, h, N_s, dh) x 2] per group
         groups += [self._keys_values(self.kv[name], sources[name]) for name in self.kv]
@@ -56,7 +93,7 @@ class SplitHeadAttention(nn.Module):
             outputs.append(F.scaled_dot_product_attention(q[:, heads], k, v, dropout_p=p))
             first = heads.stop
         y = torch.cat(outputs, dim=1)  # (B, H, N, dh)
-        return self.out(y.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
+        return self.out(y.transpose(1, 2).reshape(b, n, -1))  # (B, N, D)
 
     def _keys_values(
         self, project: nn.Module, source: torch.Tensor
@@ -68,14 +105,18 @@ class SplitHeadAttention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Two linear maps with a GELU between: D -> ratio * D -> D."""
+    """Two linear maps with a GELU between (and optionally after): D -> ratio * D -> D."""
 
-    def __init__(self, width: int, ratio: float, dropout: float) -> None:
+    def __init__(self, width: int, ratio: float, dropout: float, output_gelu: bool = False) -> None:
         super().__init__()
         hidden = round(width * ratio)
-        self.net = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
-        )
+        layers = [
+            nn.Linear(width, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, width),
+        ]
+        self.net = nn.Sequential(*layers, *([nn.GELU()] if output_gelu else []))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -84,30 +125,24 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm split-head attention then MLP, each on a residual branch (encoder and decoder).
 
-    `checkpointing` ("none", "mlp" or "block", as `ModelConfig.activation_checkpointing`) says
-    what the backward pass recomputes instead of keeping it from the forward pass.
+    `options.checkpointing` ("none", "mlp" or "block", as `ModelConfig.activation_checkpointing`)
+    says what the backward pass recomputes instead of keeping it from the forward pass.
     """
 
     def __init__(
-        self,
-        width: int,
-        heads: int,
-        sources: Sources,
-        mlp_ratio: float,
-        dropout: float,
-        qk_norm: bool,
-        checkpointing: Checkpointing = "none",
+        self, width: int, self_heads: int, head_dim: int, sources: Sources, options: BlockOptions
     ) -> None:
         super().__init__()
-        self.checkpointing = checkpointing
-        self.norm = nn.LayerNorm(width)
+        self.checkpointing = options.checkpointing
+        affine = options.norm_affine
+        self.norm = nn.LayerNorm(width, elementwise_affine=affine)
         self.source_norms = nn.ModuleDict(
-            {name: nn.LayerNorm(w) for name, (w, _) in sources.items()}
+            {name: nn.LayerNorm(w, elementwise_affine=affine) for name, (w, _) in sources.items()}
         )
-        self.attention = SplitHeadAttention(width, heads, sources, dropout, qk_norm)
-        self.mlp_norm = nn.LayerNorm(width)
-        self.mlp = Mlp(width, mlp_ratio, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.attention = SplitHeadAttention(width, self_heads, head_dim, sources, options)
+        self.mlp_norm = nn.LayerNorm(width, elementwise_affine=affine)
+        self.mlp = Mlp(width, options.mlp_ratio, options.dropout, options.mlp_output_gelu)
+        self.drop = nn.Dropout(options.dropout)
 
     def forward(self, x: torch.Tensor, sources: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self._recomputes("block"):

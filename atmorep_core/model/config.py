@@ -9,6 +9,7 @@ token_size, normalisation), so `ModelConfig.sampler_section()` feeds the sampler
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -16,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from atmorep_core.config_errors import validate_section
 from atmorep_core.errors import ConfigError
 
+RECIPE_FILE = "recipe.yaml"  # a run folder's resolved recipe
 SAMPLER_KEYS = ("name", "levels", "token_count", "token_size", "normalisation")
 Checkpointing = Literal["none", "mlp", "block"]  # ModelConfig.activation_checkpointing
+TokenEmbedding = Literal["alpha", "token_info"]  # FieldModelConfig.token_embedding
 
 
 class FieldModelConfig(BaseModel):
@@ -60,6 +63,34 @@ class FieldModelConfig(BaseModel):
     residual: Literal["none", "time"] = "none"
     """none: the tail predicts the values (AtmoRep); time: it predicts their departure from the
     shown values interpolated in time (`model/reference.py`: persistence for a forecast)."""
+    # The options below express the published AtmoRep network (`model/original/`); their
+    # defaults are this project's own network.
+    token_embedding: TokenEmbedding = "alpha"
+    """alpha: values, alpha features through an MLP and a learned mask token, added; token_info:
+    the original's values (D - token_info_width wide) beside its raw token infos
+    (token_info_width wide), plus its fixed harmonic positional encoding; hidden tokens zeroed."""
+    token_info_width: PositiveInt = 16
+    """Channels of the token-info embedding (token_embedding: token_info)."""
+    coupling_heads_extra: bool = False
+    """False: coupling heads are taken from num_heads; True: they are added to num_heads."""
+    decoder_num_heads: PositiveInt | None = None
+    """Decoder heads; None: num_heads."""
+    decoder_reads: Literal["last", "mirrored"] = "last"
+    """Which encoder output decoder layer l attends to: the last one, or layer n - 1 - l's."""
+    layer_norm_affine: bool = True
+    """Scale and shift in the blocks' layer norms (the original: none)."""
+    attention_bias: bool = True
+    """Biases in the attention projections (the original: none)."""
+    mlp_output_gelu: bool = False
+    """A GELU after the MLP's second linear map too (the original)."""
+    qk_norm_type: Literal["rms", "layer"] = "rms"
+    """qk_norm's kind: RMSNorm, or LayerNorm without affine (the original's with_qk_lnorm)."""
+    decoder_qk_norm: Literal["as_encoder", "affine_layer"] = "as_encoder"
+    """The decoder's q/k norm: as the encoder's, or the original's affine LayerNorm (always on)."""
+    tail_norm: Literal["shared", "per_member"] = "shared"
+    """One layer norm before all tail heads, or one per member (the original)."""
+    predicted: bool = True
+    """False: the field only informs the others (no decoder, no tail, no output)."""
 
     @property
     def token_points(self) -> int:
@@ -68,9 +99,14 @@ class FieldModelConfig(BaseModel):
         return t * y * x
 
     @property
+    def decoder_heads(self) -> int:
+        """Heads of a decoder layer, self and cross together."""
+        return self.decoder_num_heads or self.num_heads
+
+    @property
     def encoder_heads_in_decoder(self) -> int:
         """Decoder heads that attend to the encoder output (the others attend to the decoder)."""
-        return self.decoder_cross_heads or max(1, self.num_heads // 2)
+        return self.decoder_cross_heads or max(1, self.decoder_heads // 2)
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> FieldModelConfig:
@@ -78,10 +114,25 @@ class FieldModelConfig(BaseModel):
             raise ValueError(
                 f"embed_dim: {self.embed_dim} is not a multiple of num_heads {self.num_heads}"
             )
-        if self.encoder_heads_in_decoder >= self.num_heads:
+        if self.embed_dim % self.decoder_heads:
+            raise ValueError(
+                f"decoder_num_heads: embed_dim {self.embed_dim} is not a multiple of "
+                f"{self.decoder_heads}"
+            )
+        if self.encoder_heads_in_decoder >= self.decoder_heads:
             raise ValueError(
                 f"decoder_cross_heads: {self.encoder_heads_in_decoder} leaves no self-attention "
-                f"head of {self.num_heads}"
+                f"head of {self.decoder_heads}"
+            )
+        if self.decoder_reads == "mirrored" and self.decoder_layers > self.encoder_layers:
+            raise ValueError(
+                f"decoder_reads: mirrored needs decoder_layers ({self.decoder_layers}) <= "
+                f"encoder_layers ({self.encoder_layers})"
+            )
+        if self.token_embedding == "token_info" and self.token_info_width >= self.embed_dim:
+            raise ValueError(
+                f"token_info_width: {self.token_info_width} leaves no channel of embed_dim "
+                f"{self.embed_dim} for the values"
             )
         return self
 
@@ -118,7 +169,7 @@ class ModelConfig(BaseModel):
                         f"fields.{i}.couples_with: {other!r} is not another field of the model"
                     )
             self_heads = field.num_heads - field.coupling_heads * len(self.coupled(field.name))
-            if self_heads < 1:
+            if self_heads < 1 and not field.coupling_heads_extra:
                 raise ValueError(
                     f"fields.{i}.coupling_heads: {field.coupling_heads} head(s) for each of "
                     f"{len(self.coupled(field.name))} coupled fields leave no self-attention "
@@ -170,3 +221,8 @@ class Recipe(BaseModel):
 def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
     """Validate a recipe's `model:` section alone; errors name `model.<key>`."""
     return validate_section(ModelConfig, data, prefix="model.")
+
+
+def recipe_file(path: Path) -> Path:
+    """The recipe a path names: the file itself, or a run folder's resolved recipe."""
+    return path / RECIPE_FILE if path.is_dir() else path

@@ -14,19 +14,19 @@ of its weights, and `field_state_dict` / `load_field_state_dict` move one field 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
 
 from atmorep_core.errors import ConfigError
 from atmorep_core.model.assembly import FieldState, check_compatible, merge_field_state
-from atmorep_core.model.attention import Block
+from atmorep_core.model.attention import Block, BlockOptions, QkNorm
 from atmorep_core.model.config import Checkpointing, FieldModelConfig, ModelConfig
 from atmorep_core.model.embedding import FieldEmbedding
 from atmorep_core.model.io import FieldInput, FieldOutput, ModelInput
 from atmorep_core.model.reference import time_reference
 from atmorep_core.model.tail import EnsembleTail
+from atmorep_core.model.token_info import TokenInfoEmbedding
 
 ENCODER = "encoder"  # the decoder's name for the source its cross heads attend to
 
@@ -42,34 +42,69 @@ class FieldModel(nn.Module):
         checkpointing: Checkpointing = "none",
     ) -> None:
         super().__init__()
+        self.config = config
         d, h = config.embed_dim, config.num_heads
-        common: dict[str, Any] = {
-            "mlp_ratio": config.mlp_ratio, "dropout": config.dropout, "qk_norm": config.qk_norm,
-            "checkpointing": checkpointing,
-        }  # fmt: skip
+        self.embedding = _embedding(config, frequencies)
         couplings = {name: (width, config.coupling_heads) for name, width in coupled.items()}
-        self.embedding = FieldEmbedding(config.token_points, d, frequencies)
+        coupling_heads = 0 if config.coupling_heads_extra else len(coupled) * config.coupling_heads
+        encoder_options = _block_options(config, checkpointing, decoder=False)
         self.encoder = nn.ModuleList(
-            Block(d, h, couplings, **common) for _ in range(config.encoder_layers)
+            Block(d, h - coupling_heads, d // h, couplings, encoder_options)
+            for _ in range(config.encoder_layers)
         )
-        to_encoder = {ENCODER: (d, config.encoder_heads_in_decoder)}
+        heads, cross = config.decoder_heads, config.encoder_heads_in_decoder
+        to_encoder = {ENCODER: (d, cross)}
+        decoder_options = _block_options(config, checkpointing, decoder=True)
+        layers = config.decoder_layers if config.predicted else 0
         self.decoder = nn.ModuleList(
-            Block(d, h, to_encoder, **common) for _ in range(config.decoder_layers)
+            Block(d, heads - cross, d // heads, to_encoder, decoder_options) for _ in range(layers)
         )
-        self.tail = EnsembleTail(d, config.token_points, config.tail_heads)
+        if config.predicted:
+            per_member = config.tail_norm == "per_member"
+            self.tail = EnsembleTail(d, config.token_points, config.tail_heads, per_member)
 
     def embed(self, field: FieldInput) -> torch.Tensor:
         b = field.tokens.shape[0]
         tokens = field.tokens.reshape(b, -1, field.token_points)  # (B, N, P)
         alpha = field.alpha.reshape(b, tokens.shape[1], -1)  # (B, N, 7)
+        if isinstance(self.embedding, TokenInfoEmbedding):
+            levels, n_t, n_y, n_x = field.tokens.shape[1:5]
+            return self.embedding(tokens, alpha, field.masked, (levels, n_t, n_y, n_x))
         return self.embedding(tokens, alpha, field.masked)  # (B, N, D)
 
-    def decode(self, encoded: torch.Tensor, target_index: torch.Tensor) -> torch.Tensor:
-        y = encoded  # (B, N, D)
-        for block in self.decoder:
-            y = block(y, {ENCODER: encoded})
+    def decode(self, encoded: list[torch.Tensor], target_index: torch.Tensor) -> torch.Tensor:
+        """encoded: the encoder's output after each layer, (B, N, D) each -> (B, M, E, P)."""
+        y = encoded[-1]  # (B, N, D)
+        for i, block in enumerate(self.decoder):
+            source = encoded[-1 - i] if self.config.decoder_reads == "mirrored" else encoded[-1]
+            y = block(y, {ENCODER: source})
         picked = target_index[..., None].expand(-1, -1, y.shape[-1])  # (B, M, D)
         return self.tail(torch.gather(y, 1, picked))  # (B, M, E, P)
+
+
+def _embedding(config: FieldModelConfig, frequencies: int) -> nn.Module:
+    if config.token_embedding == "token_info":
+        return TokenInfoEmbedding(
+            config.token_points, config.embed_dim, config.token_info_width, config.token_size
+        )
+    return FieldEmbedding(config.token_points, config.embed_dim, frequencies)
+
+
+def _block_options(
+    config: FieldModelConfig, checkpointing: Checkpointing, decoder: bool
+) -> BlockOptions:
+    qk_norm: QkNorm = config.qk_norm_type if config.qk_norm else "none"
+    if decoder and config.decoder_qk_norm == "affine_layer":
+        qk_norm = "affine_layer"
+    return BlockOptions(
+        mlp_ratio=config.mlp_ratio,
+        dropout=config.dropout,
+        qk_norm=qk_norm,
+        checkpointing=checkpointing,
+        norm_affine=config.layer_norm_affine,
+        bias=config.attention_bias,
+        mlp_output_gelu=config.mlp_output_gelu,
+    )
 
 
 class Multiformer(nn.Module):
@@ -95,12 +130,18 @@ class Multiformer(nn.Module):
         self._check(inputs)
         names = self.config.names
         states = {name: self.field(name).embed(inputs[name]) for name in names}  # (B, N_f, D_f)
+        layers: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         depth = max(f.encoder_layers for f in self.config.fields)
         for i in range(depth):  # lockstep: layer i of every field sees the others after layer i-1
             states = {name: self._encode(name, i, states) for name in names}
-        return {name: FieldOutput(self._decode(name, states[name], inputs[name])) for name in names}
+            for name in names:  # only references: a mirrored decoder reads every layer's output
+                layers[name].append(states[name])
+        predicted = [f.name for f in self.config.fields if f.predicted]
+        return {
+            name: FieldOutput(self._decode(name, layers[name], inputs[name])) for name in predicted
+        }
 
-    def _decode(self, name: str, encoded: torch.Tensor, field: FieldInput) -> torch.Tensor:
+    def _decode(self, name: str, encoded: list[torch.Tensor], field: FieldInput) -> torch.Tensor:
         ensemble = self.field(name).decode(encoded, field.target_index)  # (B, M, E, P)
         if self.config.field(name).residual == "time":
             guess = time_reference(field)  # (B, N, P)

@@ -14,8 +14,8 @@ model answers lies closer to the reanalysis than the IFS field itself. Two quest
   through unchanged and are reported; a file in which no step has it is refused.
 
 Grids: the input's points are regridded (regrid.Regridder) onto the part of the checkpoint's grid
-that they cover, normalised with the checkpoint's statistics (engine/statistics.py), tiled and
-stitched by the engine. Only the correction, the model's answer minus what it was shown, is
+that they cover, normalised with the checkpoint's statistics, tiled, asked and stitched by the
+engine (engine/question.py). Only the correction, the model's answer minus what it was shown, is
 regridded back onto the input's points and added to the input: the round trip's interpolation
 error never touches the field itself, and where the model changes nothing neither does the
 correction.
@@ -30,15 +30,16 @@ from typing import Literal
 
 import numpy as np
 
-from atmorep_core.engine.engine import DomainField, Predictor, Progress, ask
-from atmorep_core.engine.statistics import FieldStatistics
-from atmorep_core.engine.tiling import Area, Tiling, area_from_bounds, tile
+from atmorep_core.engine.engine import Predictor, Progress, Selector
+from atmorep_core.engine.members import progress_part
+from atmorep_core.engine.question import Question, StoreFields, read_store_fields, tile_domain
+from atmorep_core.engine.tiling import Area, Tiling, area_from_bounds
 from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import ConfigError, InputDataError, MissingInputError, StoreError
 from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.grib_messages import FieldMessage, read_values, scan_messages
+from atmorep_core.io.grib_messages import read_values
+from atmorep_core.io.grib_scan import MessageHeader, scan_headers
 from atmorep_core.io.store import Store
-from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.products.correct_input import Need, Selection, choose_fields, select
 from atmorep_core.questions.strategies import ForecastStrategy, IdentityStrategy, MaskingStrategy
 from atmorep_core.regrid import Points, Regridder, grid_points, lon_extent
@@ -67,7 +68,7 @@ class Correction:
     """Corrected values by message index, on the input's own points, and what was done."""
 
     values: dict[int, np.ndarray]
-    messages: dict[int, FieldMessage]  # the corrected messages' headers, by index
+    messages: dict[int, MessageHeader]  # the corrected messages' headers, by index
     points: Points  # the input's points, in value order
     corrected_times: tuple[datetime, ...]
     uncorrected_times: tuple[datetime, ...]  # forecast mode: steps without history
@@ -100,29 +101,28 @@ def correct(
     `predictor` defaults to the trained model (tests pass others)."""
     configs = {f.name: f for f in trained.config.fields}
     wanted = choose_fields(list(configs), request.fields)
-    needs = {n: Need(_level_type(store, n), tuple(f.levels)) for n, f in configs.items()}
+    layout = read_store_fields(store, configs)
+    needs = {n: Need(layout.meta[n].level_type, tuple(f.levels)) for n, f in configs.items()}
     selection = select(
-        source, scan_messages(source), needs, allow_implausible=request.allow_implausible
+        source, scan_headers(source), needs, allow_implausible=request.allow_implausible
     )
-    tiling, rows, columns = _domain(store.grid, selection.points, trained.extent[1:])
-    stats = {
-        n: FieldStatistics(n, f.levels, trained.normalisation[n], statistics_store, rows, columns)
-        for n, f in configs.items()
-    }
+    tiling, rows, columns = _domain(layout.grid, selection.points, trained.extent[1:])
     model_points = grid_points(tiling.grid)
     to_model = Regridder(selection.points, model_points)
     raw = {n: _read(selection, n, f.levels) for n, f in configs.items()}  # (L, times, points)
     shown = {n: to_model(v).reshape(*v.shape[:2], *tiling.grid.shape) for n, v in raw.items()}
-    strategy, windows, uncorrected = _plan(trained, store, selection, request.mode)
-    question = _Question(predictor or trained.model, configs, stats, tiling, strategy)
+    strategy, windows, uncorrected = _plan(trained, layout, selection, request.mode)
+    question = Question.over(
+        trained, predictor or trained.model, strategy, tiling, statistics_store, (rows, columns)
+    )
     heads = max(f.tail_heads for f in configs.values())
     selectors = [None, *(range(heads) if request.ensemble else ())]  # the mean, then members
-    answers = question.answers(shown, windows, request.batch_size, progress, selectors)
+    answers = _answers(question, shown, windows, request.batch_size, progress, selectors)
     changes = [{n: a[n] - shown[n] for n in wanted} for a in answers]  # each (L, times, R, C)
     back = Regridder(model_points, selection.points)
     levels = {n: tuple(configs[n].levels) for n in wanted}
     # Accumulations (precipitation) never become negative, whatever the model answers.
-    nonnegative = {n for n in wanted if store.field(n).meta.accumulation_s is not None}
+    nonnegative = {n for n in wanted if layout.meta[n].accumulation_s is not None}
     done = [i for i, t in enumerate(selection.times) if t not in uncorrected]
     corrected = [
         _corrected(raw, change, back, done, nonnegative) for change in changes
@@ -136,48 +136,27 @@ def correct(
     return replace(correction, members=_by_message(selection, members, done, levels, axis=1))
 
 
-@dataclass(frozen=True)
-class _Question:
-    """The model, its fields' statistics and tiles, and what it is asked."""
-
-    predictor: Predictor
-    configs: dict[str, FieldModelConfig]
-    stats: dict[str, FieldStatistics]
-    tiling: Tiling
-    strategy: MaskingStrategy
-
-    def answers(
-        self,
-        shown: dict[str, np.ndarray],
-        windows: list[_Window],
-        batch_size: int,
-        progress: Progress | None,
-        selectors: list[int | None],
-    ) -> list[dict[str, np.ndarray]]:
-        """Per selector (None: the ensemble mean, i: member i) and field the (L, times, R, C)
-        physical answers at the windows' target times."""
-        answers = [{n: np.full_like(v, np.nan) for n, v in shown.items()} for _ in selectors]
-        for number, window in enumerate(windows):
-            fields = {
-                n: DomainField(c, self.stats[n].normalise(shown[n][:, window.source], window.times))
-                for n, c in self.configs.items()
-            }
-            asked = ask(
-                self.predictor, fields, window.times, self.tiling, self.strategy, selectors,
-                batch_size, _part(progress, number, len(windows)),
-            )  # fmt: skip
-            times = window.times[window.answered]
-            for answer, into in zip(asked, answers, strict=True):
-                for n in self.configs:
-                    kept = answer[n][:, window.answered]
-                    into[n][:, window.targets] = self.stats[n].denormalise(kept, times)
-        return answers
-
-
-def _level_type(store: Store, name: str) -> str:
-    if name not in store.fields:
-        raise StoreError(f"{store.path}: no field {name!r}: is this the checkpoint's store?")
-    return store.field(name).meta.level_type
+def _answers(
+    question: Question,
+    shown: dict[str, np.ndarray],
+    windows: list[_Window],
+    batch_size: int,
+    progress: Progress | None,
+    selectors: list[Selector],
+) -> list[dict[str, np.ndarray]]:
+    """Per selector (None: the ensemble mean, i: member i) and field the (L, times, R, C)
+    physical answers at the windows' target times."""
+    answers = [{n: np.full_like(v, np.nan) for n, v in shown.items()} for _ in selectors]
+    for number, window in enumerate(windows):
+        window_shown = {n: v[:, window.source] for n, v in shown.items()}
+        part = progress_part(progress, number, len(windows), "window")
+        asked = question.answer(
+            window_shown, window.times, window.answered, selectors, batch_size, part
+        )
+        for answer, into in zip(asked, answers, strict=True):
+            for n, values in answer.items():
+                into[n][:, window.targets] = values
+    return answers
 
 
 def _read(selection: Selection, name: str, levels: tuple[int, ...]) -> np.ndarray:
@@ -208,14 +187,7 @@ def _domain(
     lon_first = grid.lon_first + grid.lon_step * int(columns[0])
     # replace: a rotated grid keeps its pole
     part = replace(grid, lat_first=lat_first, nlat=area.rows, lon_first=lon_first, nlon=area.cols)
-    try:
-        tiling = tile(part, extent)
-    except ConfigError:
-        raise InputDataError(
-            f"the input covers {part.describe()} of the checkpoint's grid, less than one "
-            f"neighbourhood of {extent[0]} x {extent[1]} points"
-        ) from None
-    return tiling, slice(area.row_start, area.row_stop), columns
+    return tile_domain(part, extent), slice(area.row_start, area.row_stop), columns
 
 
 def _covered(grid: LatLonGrid, points: Points) -> Area:
@@ -236,10 +208,10 @@ def _covered(grid: LatLonGrid, points: Points) -> Area:
 
 
 def _plan(
-    trained: TrainedModel, store: Store, selection: Selection, mode: Mode
+    trained: TrainedModel, layout: StoreFields, selection: Selection, mode: Mode
 ) -> tuple[MaskingStrategy, list[_Window], tuple[datetime, ...]]:
     """The strategy, the windows, and the input times left uncorrected."""
-    step = _time_step(store, trained)
+    step = _time_step(layout, trained)
     times = np.array(selection.times, dtype="datetime64[s]")
     runs = _runs(times, step)
     window = trained.extent[0]
@@ -261,13 +233,13 @@ def _plan(
     return ForecastStrategy(time_tokens=time_tokens), windows, left
 
 
-def _time_step(store: Store, trained: TrainedModel) -> np.timedelta64:
-    steps = {store.field(f.name).time_step for f in trained.config.fields}
+def _time_step(layout: StoreFields, trained: TrainedModel) -> np.timedelta64:
+    steps = {layout.time_steps[f.name] for f in trained.config.fields}
     step = steps.pop() if len(steps) == 1 else None
     if step is None and trained.extent[0] == 1:
         return np.timedelta64(1, "h")  # a model of single times: any steps are independent
     if step is None:
-        raise StoreError(f"{store.path}: the model's fields need one regular time step")
+        raise StoreError(f"{layout.path}: the model's fields need one regular time step")
     return step
 
 
@@ -318,14 +290,6 @@ def _no_history(selection: Selection, given: int, step: np.timedelta64) -> str:
     return (
         f"{selection.path.name}: --mode forecast needs {given} consecutive steps {hours:g} h "
         f"apart before a corrected step; the file has valid times {shown}{more}"
-    )
-
-
-def _part(progress: Progress | None, number: int, count: int) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda message, fraction: progress(
-        f"window {number + 1}/{count}, {message}", (number + fraction) / count
     )
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from atmorep_core.data import plausibility
 from atmorep_core.errors import ConfigError, InputDataError
 from atmorep_core.fields import CATALOGUE, lookup
-from atmorep_core.io.grib_messages import FieldMessage, read_points, read_values
+from atmorep_core.io.grib_messages import read_points, read_values
+from atmorep_core.io.grib_scan import MessageHeader
 from atmorep_core.regrid import Points
 
 _BY_PARAM = {f.param_id: f.name for f in CATALOGUE}
@@ -38,10 +39,10 @@ class Selection:
 
     path: Path
     times: tuple[datetime, ...]  # sorted valid times
-    messages: dict[tuple[str, int, datetime], FieldMessage]
+    messages: dict[tuple[str, int, datetime], MessageHeader]
     points: Points
 
-    def message(self, name: str, level: int, time: datetime) -> FieldMessage:
+    def message(self, name: str, level: int, time: datetime) -> MessageHeader:
         return self.messages[(name, level, time)]
 
 
@@ -61,20 +62,21 @@ def choose_fields(checkpoint_fields: Sequence[str], asked: Sequence[str] | None)
 
 def select(
     path: Path,
-    messages: Sequence[FieldMessage],
+    messages: Sequence[MessageHeader],
     needs: Mapping[str, Need],
     *,
     allow_implausible: bool = False,
 ) -> Selection:
     """The messages the model needs; InputDataError naming the fields, levels or times missing,
     or a value outside its field's plausible range (unless `allow_implausible`)."""
-    chosen: dict[tuple[str, int, datetime], FieldMessage] = {}
+    chosen: dict[tuple[str, int, datetime], MessageHeader] = {}
     for message in messages:
         name = _BY_PARAM.get(message.param_id) or _BY_SHORT.get(message.short_name)
         need = needs.get(name or "")
         if name and need and message.level_type == need.level_type and message.level in need.levels:
-            _check_message(path, message, chosen.get((name, message.level, message.valid_time)))
-            chosen[(name, message.level, message.valid_time)] = message
+            key = (name, message.level, _valid_datetime(message))
+            _check_message(message, chosen.get(key))
+            chosen[key] = message
     _check_levels(path, messages, chosen, needs)
     times = tuple(sorted({time for _, _, time in chosen}))
     _check_times(path, chosen, needs, times)
@@ -87,18 +89,23 @@ def select(
     return Selection(path, times, chosen, read_points(path, first))
 
 
-def _check_plausible(path: Path, chosen: Mapping[tuple[str, int, datetime], FieldMessage]) -> None:
+def _check_plausible(path: Path, chosen: Mapping[tuple[str, int, datetime], MessageHeader]) -> None:
     """Every value the model is shown within its field's physically plausible range."""
     for (name, level, time), message in sorted(chosen.items(), key=lambda item: item[1].index):
-        where = f"{path.name} message {message.index + 1}, level {level}, {time:%Y-%m-%dT%H:%M}"
+        where = f"{message.where}, level {level}, {time:%Y-%m-%dT%H:%M}"
         plausibility.check(read_values(path, message), lookup(name), where)
 
 
-def _check_message(path: Path, message: FieldMessage, earlier: FieldMessage | None) -> None:
-    where = f"{path.name} message {message.index + 1}"
+def _valid_datetime(message: MessageHeader) -> datetime:
+    """A message's valid time as a naive UTC datetime."""
+    return datetime.fromisoformat(str(message.valid_time))
+
+
+def _check_message(message: MessageHeader, earlier: MessageHeader | None) -> None:
+    where = message.where
     if earlier is not None:
         what = "ensemble members" if earlier.member != message.member else "duplicates"
-        when = f"{message.valid_time:%Y-%m-%dT%H}"
+        when = f"{_valid_datetime(message):%Y-%m-%dT%H}"
         raise InputDataError(
             f"{where}: {message.short_name} level {message.level} at {when} again ({what}); "
             "correct one member per file"
@@ -109,8 +116,8 @@ def _check_message(path: Path, message: FieldMessage, earlier: FieldMessage | No
 
 def _check_levels(
     path: Path,
-    messages: Sequence[FieldMessage],
-    chosen: Mapping[tuple[str, int, datetime], FieldMessage],
+    messages: Sequence[MessageHeader],
+    chosen: Mapping[tuple[str, int, datetime], MessageHeader],
     needs: Mapping[str, Need],
 ) -> None:
     for name, need in needs.items():
@@ -135,7 +142,7 @@ def _held(levels: Sequence[int], level_type: str) -> str:
 
 def _check_times(
     path: Path,
-    chosen: Mapping[tuple[str, int, datetime], FieldMessage],
+    chosen: Mapping[tuple[str, int, datetime], MessageHeader],
     needs: Mapping[str, Need],
     times: Sequence[datetime],
 ) -> None:

@@ -25,17 +25,15 @@ from datetime import datetime
 import numpy as np
 
 from atmorep_core.engine.domain import provenance
-from atmorep_core.engine.engine import DomainField, Predictor, Progress, ask
+from atmorep_core.engine.engine import Predictor, Progress
 from atmorep_core.engine.inputs import read_window
 from atmorep_core.engine.members import draw_heads, progress_part
-from atmorep_core.engine.statistics import FieldStatistics
-from atmorep_core.engine.tiling import Tiling, tile
+from atmorep_core.engine.question import Question, StoreFields, read_store_fields, tile_domain
 from atmorep_core.engine.trained import TrainedModel
-from atmorep_core.errors import ConfigError, InputDataError, StoreError
+from atmorep_core.errors import ConfigError, InputDataError
 from atmorep_core.grid import LatLonGrid, grid_position
 from atmorep_core.io.product import Product, ProductField
 from atmorep_core.io.store import Store
-from atmorep_core.model.config import FieldModelConfig
 from atmorep_core.questions.strategies import DownscalingStrategy
 from atmorep_core.regrid import regrid_grid
 from atmorep_core.rotated_grid import RotatedGrid, target_grid
@@ -65,46 +63,39 @@ def downscale(
 ) -> Product:
     """The downscaled product; `predictor` defaults to the trained model (tests pass others)."""
     strategy = trained_strategy(trained)
+    configs = {f.name: f for f in trained.config.fields}
+    coarse = read_store_fields(inputs, configs)
     fine = Store.open(trained.training_store).grid
-    rows, columns = covered(fine, inputs.grid)
+    rows, columns = covered(fine, coarse.grid)
     domain = replace(  # a block of the fine grid (with a rotated grid's pole)
         fine, lat_first=float(fine.lat_axis[rows[0]]), nlat=len(rows),
         lon_first=float(fine.lon_axis[columns[0]]), nlon=len(columns),
     )  # fmt: skip
-    try:
-        tiling = tile(domain, trained.extent[1:])
-    except ConfigError:
-        raise InputDataError(
-            f"the input covers {domain.describe()} of the checkpoint's grid, less than one "
-            f"neighbourhood of {trained.extent[1]} x {trained.extent[2]} points"
-        ) from None
-    times = _times(inputs, trained, request)
-    configs = {f.name: f for f in trained.config.fields}
-    stats = {
-        n: FieldStatistics(n, f.levels, trained.normalisation[n], statistics_store,
-                           slice(int(rows[0]), int(rows[-1]) + 1), columns)
-        for n, f in configs.items()
-    }  # fmt: skip
-    nearest = _nearest(inputs.grid, domain)
-    whole = slice(0, inputs.grid.nlat), np.arange(inputs.grid.nlon)
+    tiling = tile_domain(domain, trained.extent[1:])
+    times = _times(coarse, trained, request)
+    question = Question.over(
+        trained, predictor or trained.model, strategy, tiling, statistics_store,
+        (slice(int(rows[0]), int(rows[-1]) + 1), columns),
+    )  # fmt: skip
+    nearest = _nearest(coarse.grid, domain)
+    whole = slice(0, coarse.grid.nlat), np.arange(coarse.grid.nlon)
     shown = {
         n: read_window(inputs, n, f.levels, times, *whole)[..., nearest[0], nearest[1]]
         for n, f in configs.items()
     }  # (L, T, R, C) each: every fine point takes its nearest coarse value
-    question = _Question(predictor or trained.model, configs, stats, tiling, strategy)
-    members = question.members(shown, times, trained, request, progress)
+    members = _members(question, shown, times, trained, request, progress)
     grid: LatLonGrid | RotatedGrid = domain
     if request.target is not None:
         grid = target_grid(request.target)
         members = {n: regrid_grid(v, domain, grid).astype(np.float32) for n, v in members.items()}
     fields = tuple(
         # values (member, level, step, ...) -> (member, step, level, ...)
-        ProductField(n, inputs.field(n).meta.level_type, configs[n].levels, grid, v.swapaxes(1, 2))
+        ProductField(n, coarse.meta[n].level_type, configs[n].levels, grid, v.swapaxes(1, 2))
         for n, v in members.items()
     )
     attributes = {
         **provenance(trained, str(inputs.path), request.members, request.seed),
-        "coarse_grid": inputs.grid.describe(),
+        "coarse_grid": coarse.grid.describe(),
         "downscaling_factor": ",".join(map(str, strategy.factor)),
     }
     hours = (times - times[0]) // np.timedelta64(1, "h")
@@ -112,39 +103,26 @@ def downscale(
     return Product(init, tuple(int(h) for h in hours), fields, "downscaling", attributes)
 
 
-@dataclass(frozen=True)
-class _Question:
-    """The model, its fields' statistics and tiles, and the downscaling question."""
-
-    predictor: Predictor
-    configs: dict[str, FieldModelConfig]
-    stats: dict[str, FieldStatistics]
-    tiling: Tiling
-    strategy: DownscalingStrategy
-
-    def members(
-        self, shown: dict[str, np.ndarray], times: np.ndarray, trained: TrainedModel,
-        request: DownscaleRequest, progress: Progress | None,
-    ) -> dict[str, np.ndarray]:  # fmt: skip
-        """Per field (member, level, time, R, C) physical answers, window by window."""
-        span = trained.extent[0]
-        windows = _windows(len(times), span)
-        heads = draw_heads(request.members, len(windows), request.seed, trained)
-        out = {n: np.empty((request.members, *v.shape), np.float32) for n, v in shown.items()}
-        for number, (start, keep) in enumerate(windows):
-            window = slice(start, start + span)
-            asked = {
-                n: DomainField(c, self.stats[n].normalise(shown[n][:, window], times[window]))
-                for n, c in self.configs.items()
-            }
-            part = progress_part(progress, number, len(windows), "window")
-            answers = ask(self.predictor, asked, times[window], self.tiling, self.strategy,
-                          heads[number], request.batch_size, part)  # fmt: skip
-            for member, answer in enumerate(answers):
-                for n in self.configs:
-                    values = self.stats[n].denormalise(answer[n], times[window])  # (L, span, ..)
-                    out[n][member, :, start + keep : start + span] = values[:, keep:]
-        return out
+def _members(
+    question: Question, shown: dict[str, np.ndarray], times: np.ndarray, trained: TrainedModel,
+    request: DownscaleRequest, progress: Progress | None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per field (member, level, time, R, C) physical answers, window by window."""
+    span = trained.extent[0]
+    windows = _windows(len(times), span)
+    heads = draw_heads(request.members, len(windows), request.seed, trained)
+    out = {n: np.empty((request.members, *v.shape), np.float32) for n, v in shown.items()}
+    for number, (start, keep) in enumerate(windows):
+        window = slice(start, start + span)
+        part = progress_part(progress, number, len(windows), "window")
+        answers = question.answer(
+            {n: v[:, window] for n, v in shown.items()}, times[window], np.arange(keep, span),
+            heads[number], request.batch_size, part,
+        )  # fmt: skip
+        for member, answer in enumerate(answers):
+            for n, values in answer.items():  # (L, span - keep, ...)
+                out[n][member, :, start + keep : start + span] = values
+    return out
 
 
 def trained_strategy(trained: TrainedModel) -> DownscalingStrategy:
@@ -218,13 +196,10 @@ def _nearest(coarse: LatLonGrid, domain: LatLonGrid) -> tuple[np.ndarray, np.nda
     return row, column.clip(0, coarse.nlon - 1)
 
 
-def _times(inputs: Store, trained: TrainedModel, request: DownscaleRequest) -> np.ndarray:
+def _times(coarse: StoreFields, trained: TrainedModel, request: DownscaleRequest) -> np.ndarray:
     """The output times: every step of the input from start to end (`read_window` names any that
     the input lacks)."""
-    name = trained.config.fields[0].name
-    if name not in inputs.fields:
-        raise StoreError(f"{inputs.path}: no field {name!r}, which the checkpoint downscales")
-    step = inputs.field(name).time_step or np.timedelta64(3600, "s")
+    step = coarse.time_steps[trained.config.fields[0].name] or np.timedelta64(3600, "s")
     first = np.datetime64(request.start.replace(tzinfo=None), "s")
     return first + step * np.arange(output_count(request, step, trained))
 

@@ -42,7 +42,8 @@ from atmorep_core.engine.statistics import nearest_month
 from atmorep_core.engine.trained import TrainedModel
 from atmorep_core.errors import InputDataError, StoreError
 from atmorep_core.grid import LatLonGrid, grid_position
-from atmorep_core.io.grib_messages import read_values, scan_messages
+from atmorep_core.io.grib_messages import read_values
+from atmorep_core.io.grib_scan import scan_headers
 from atmorep_core.io.store import Store
 from atmorep_core.products.correct_input import Need, select
 
@@ -292,7 +293,7 @@ def grib_values(
         needs[config.name] = Need(
             grid_store.field(config.name).meta.level_type, tuple(config.levels)
         )
-    selection = select(source, scan_messages(source), needs, allow_implausible=allow_implausible)
+    selection = select(source, scan_headers(source), needs, allow_implausible=allow_implausible)
     stride = max(1, math.ceil(len(selection.points.lats) / MAX_POINTS))
     times = [selection.times[int(i)] for i in _spread_out(np.arange(len(selection.times)))]
 

@@ -12,9 +12,7 @@ its first write (never before: a run refused while setting up leaves the folder 
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +27,7 @@ import yaml
 
 from atmorep_core.data.batch import Batch
 from atmorep_core.data.dataset import IndexedNeighbourhoods, StepIndices, make_loader
+from atmorep_core.data.normalize import normalisation_record
 from atmorep_core.data.sampler import NeighbourhoodSampler, SamplerConfig
 from atmorep_core.errors import ConfigError
 from atmorep_core.io.store import Store
@@ -44,8 +43,6 @@ from atmorep_core.training.recipe import TrainingSection, TrainRecipe
 from atmorep_core.training.schedule import warmup_cosine
 from atmorep_core.training.validation import move, validate
 
-# Fault injection for the resume test: SIGKILL the process after this step (and its checkpoint).
-_KILL_AFTER_STEP = "ATMOREP_TEST_KILL_AFTER_STEP"
 _LOGS = ("metrics.csv", "validation.csv")
 # What a run writes into its folder besides its checkpoints (step-N/): cleared by a new run.
 _RUN_FILES = (checkpoint.LATEST, f"{checkpoint.LATEST}.tmp", "recipe.yaml", *_LOGS, "tensorboard")
@@ -117,6 +114,9 @@ class _Run:
     validation_data: IndexedNeighbourhoods | None
     validation: dict[str, MaskingConfig]  # the recipe's, each mixture's choices apart
     first_step: int
+    # What every checkpoint of the run records besides its state: read once, when the run starts.
+    normalisation: dict[str, Any]
+    data_window: dict[str, Any]
 
 
 def train(
@@ -183,7 +183,8 @@ def _set_up(
     trained = parallel.wrap(model, context, recipe.training.parallel)
     if recipe.training.compile:
         trained = torch.compile(trained)  # type: ignore[assignment]
-    train_data, validation_data = _datasets(recipe)
+    store = Store.open(recipe.data.store)
+    train_data, validation_data = _datasets(recipe, store)
     if context.is_main:  # all that could refuse the run is done: now the folder changes
         if not resume:
             _clear(run)
@@ -191,7 +192,7 @@ def _set_up(
         (run / "recipe.yaml").write_text(yaml.safe_dump(recipe.raw, sort_keys=False))
     return _Run(
         recipe, context, model, trained, optimizer, scheduler, train_data, validation_data,
-        validation, first_step,
+        validation, first_step, normalisation_record(store, _kinds(recipe)), _data_window(recipe),
     )  # fmt: skip
 
 
@@ -231,8 +232,9 @@ def _field_state(source: Path, name: str) -> FieldState:
     return FieldState(config.field(name), tensors)
 
 
-def _datasets(recipe: TrainRecipe) -> tuple[IndexedNeighbourhoods, IndexedNeighbourhoods | None]:
-    store = Store.open(recipe.data.store)
+def _datasets(
+    recipe: TrainRecipe, store: Store
+) -> tuple[IndexedNeighbourhoods, IndexedNeighbourhoods | None]:
     config = SamplerConfig.from_dict(
         {**recipe.model.sampler_section(), "reader": recipe.data.reader}
     )
@@ -297,7 +299,6 @@ def _loop(state: _Run, run: Path, on_step: Callable[[StepReport], None]) -> Trai
         validation = _maybe_validate(state, step + 1, validation_log) or validation
         if (step + 1) % training.checkpoint_every == 0 or step + 1 == training.steps:
             _save(state, run, step + 1)
-        _maybe_die(step + 1)
     for metrics in (log, validation_log):
         if metrics is not None:
             metrics.close()
@@ -379,13 +380,12 @@ def _save(state: _Run, run: Path, done: int) -> None:
     weights, moments = parallel.full_states(state.model, state.optimizer)  # every process joins
     if not state.context.is_main:
         return
-    store = Store.open(state.recipe.data.store)
     saved = checkpoint.Checkpoint(
         step=done,
         model=weights,
         config=state.recipe.raw,
-        normalisation=_normalisation(store, state.recipe),
-        data_window=_data_window(state.recipe),
+        normalisation=state.normalisation,
+        data_window=state.data_window,
         optimizer=moments,
         scheduler=state.scheduler.state_dict(),
         torch_rng={"cpu": torch.get_rng_state()},
@@ -393,21 +393,8 @@ def _save(state: _Run, run: Path, done: int) -> None:
     checkpoint.save(run, saved)
 
 
-def _normalisation(store: Store, recipe: TrainRecipe) -> dict[str, Any]:
-    """Per field: the kind, the store it came from and its global statistics per level."""
-    result: dict[str, Any] = {}
-    for config in recipe.model.fields:
-        arrays = store.field(config.name)
-        mean, std = arrays.global_norm()
-        result[config.name] = {
-            "kind": config.normalisation,
-            "store": str(store.path.resolve()),
-            "levels": [int(v) for v in arrays.levels],
-            "global_mean": [float(v) for v in mean],
-            "global_std": [float(v) for v in std],
-            "months": [int(m) for m in arrays.months],
-        }
-    return result
+def _kinds(recipe: TrainRecipe) -> dict[str, str]:
+    return {field.name: field.normalisation for field in recipe.model.fields}
 
 
 def _data_window(recipe: TrainRecipe) -> dict[str, Any]:
@@ -421,9 +408,3 @@ def _data_window(recipe: TrainRecipe) -> dict[str, Any]:
         "train": text(data.train),
         "validation": text(data.validation),
     }
-
-
-def _maybe_die(done: int) -> None:
-    limit = os.environ.get(_KILL_AFTER_STEP)
-    if limit is not None and done >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,7 +1,7 @@
 """From the embedded sample's dynamical core to ERA5's layout: sigma layers, the interpolation to
 ERA5 model levels (linear in log sigma) and the spectral synthesis on lat-lon points.
 
-See `sample.py` for why each is done this way.
+See `simulate.py` for why each is done this way.
 """
 
 from __future__ import annotations

@@ -46,22 +46,22 @@ from typing import Any
 
 import numpy as np
 
-from atmorep_core.data.sample_grib import (
+from atmorep_core.errors import ConfigError
+from atmorep_core.grid import LatLonGrid
+from atmorep_core.io.grib_write import GribWriter
+from atmorep_core.sample.grib import (
     ERA5_LEVELS,
     SAMPLE_FIELDS,
     frame_messages,
     ifs_like_file_name,
     write_months,
 )
-from atmorep_core.data.sample_levels import (
+from atmorep_core.sample.levels import (
     Synthesis,
     make_synthesis,
     sigma_boundaries,
     vertical_weights,
 )
-from atmorep_core.errors import ConfigError
-from atmorep_core.grid import LatLonGrid
-from atmorep_core.io.grib_write import GribWriter
 
 Progress = Callable[[str, float], None]
 

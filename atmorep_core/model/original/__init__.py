@@ -1,0 +1,1 @@
+"""Importing the published AtmoRep models: their configuration, weights and normalisation."""
