@@ -55,7 +55,8 @@ def command(
     )
     job = CorrectJob(
         checkpoint=checkpoint, out=target.parent, store=store, statistics_store=stats_store,
-        device=device, force=force, allow_unfamiliar=allow_unfamiliar, ifs=ifs,
+        device=device, force=force, allow_unfamiliar=allow_unfamiliar,
+        allow_implausible=allow_implausible, ifs=ifs,
         name=target.name, request=request, truth=truth,
     )  # fmt: skip
     run = partial(run_correct_job, job)

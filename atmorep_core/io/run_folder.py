@@ -76,7 +76,7 @@ class ProductRun:
     @property
     def plain_request(self) -> Any:
         """The request as JSON gives it back (tuples become lists), for comparison."""
-        return _plain(self.request)
+        return json.loads(json.dumps(self.request, default=str))
 
     def path(self, suffix: str) -> Path:
         """An output's final path, e.g. `path(".grib2")`."""
@@ -117,7 +117,7 @@ class ProductRun:
     def up_to_date(self) -> dict[str, Any] | None:
         """The earlier run's manifest if it answered this request and its outputs are intact."""
         manifest = self._earlier()
-        if manifest is None or manifest.get("request") != _plain(self.request):
+        if manifest is None or manifest.get("request") != self.plain_request:
             return None
         for name, digest in manifest.get("outputs", {}).items():
             output = self.folder / name
@@ -130,7 +130,7 @@ class ProductRun:
         the manifest and the outputs into place."""
         names = [str(p.relative_to(self.staging)) for p in staged]
         manifest = {
-            "request": _plain(self.request),
+            "request": self.plain_request,
             "outputs": {name: _sha256(p) for name, p in zip(names, staged, strict=True)},
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             **summary,
@@ -223,11 +223,6 @@ def _whole(folder: Path, outputs: dict[str, str]) -> bool:
         (folder / name).is_file() and _sha256(folder / name) == digest
         for name, digest in outputs.items()
     )
-
-
-def _plain(request: dict[str, Any]) -> Any:
-    """The request as JSON would give it back (tuples become lists), for comparison."""
-    return json.loads(json.dumps(request, default=str))
 
 
 def _sha256(path: Path) -> str:

@@ -39,7 +39,6 @@ class BiasCorrectJob(ProductJob):
     fields: tuple[str, ...] = ()
     batch_size: int = 16
     obs: Path | None = None
-    allow_implausible: bool = False  # accept values outside their field's plausible range
 
 
 def run_bias_correct_job(job: BiasCorrectJob, progress: Progress | None = None) -> dict[str, Any]:
@@ -57,13 +56,12 @@ def run_bias_correct_job(job: BiasCorrectJob, progress: Progress | None = None) 
         **job.shared_request(trained), "input": str(job.source.resolve()),
         "input_sha256": sha256_of(job.source), "fields": list(job.fields),
         "obs": None if job.obs is None else str(job.obs.resolve()),
-        "allow_implausible": job.allow_implausible,
     })  # fmt: skip
     run.check_outputs(path.suffix, SPREAD + path.suffix)
 
     def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
         statistics, grid = job.statistics(trained), job.input_store(trained)
-        unfamiliar = job.familiar_file(trained, job.source, grid, job.allow_implausible)
+        unfamiliar = job.familiar_file(trained, job.source, grid)
         correction = correct(trained, grid, statistics, job.source, request, progress)
         members = correction.members or {}
         spread = {i: np.std(m, axis=0, ddof=1) for i, m in members.items()}

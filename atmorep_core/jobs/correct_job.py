@@ -46,7 +46,7 @@ def run_correct_job(job: CorrectJob, progress: Progress | None = None) -> dict[s
 
     def make(run: ProductRun) -> tuple[list[Path], dict[str, Any]]:
         store, statistics = _grid_store(job, trained), job.statistics(trained)
-        unfamiliar = job.familiar_file(trained, job.ifs, store, job.request.allow_implausible)
+        unfamiliar = job.familiar_file(trained, job.ifs, store)
         correction = correct(trained, store, statistics, job.ifs, job.request, progress)
         written = rewrite(job.ifs, run.staged(suffix), correction.values)
         summary = {**_summary(job, correction, written), "unfamiliar": list(unfamiliar)}

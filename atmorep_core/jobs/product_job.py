@@ -118,12 +118,15 @@ class ProductJob:
             trained, stores, first, last, self.statistics_store, self.allow_unfamiliar, whole
         )
 
-    def familiar_file(
-        self, trained: TrainedModel, source: Path, grid: Store, allow_implausible: bool = False
-    ) -> tuple[str, ...]:
+    def familiar_file(self, trained: TrainedModel, source: Path, grid: Store) -> tuple[str, ...]:
         """As `familiar`, for a GRIB file that `correct` reads onto the grid of store `grid`."""
         return check_grib(
-            trained, source, grid, self.statistics_store, self.allow_unfamiliar, allow_implausible
+            trained,
+            source,
+            grid,
+            self.statistics_store,
+            self.allow_unfamiliar,
+            self.allow_implausible,
         )
 
     def statistics(self, trained: TrainedModel) -> Store | None:
